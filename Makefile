@@ -1,0 +1,22 @@
+# The two commands: `make run` starts the whole system, `make test` passes the tests.
+# Both install whatever is missing first (ops/setup.sh), and skip what is already done.
+
+.PHONY: run test setup lint format bench stop
+
+run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
+	@ops/run.sh
+
+test: setup ## Install what is missing and run the tests
+	@.venv/bin/pytest $(PYTEST_ARGS)
+
+setup: ## Debian packages, TimescaleDB, the Python environment, the database cluster
+	@ops/setup.sh
+
+lint: setup ## ruff, as CI runs it
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format: setup
+	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+stop: ## Stop the project's database cluster (make run's services stop with Ctrl-C)
+	@. ops/common.sh && $$SUDO pg_ctlcluster $$PG_MAJOR $$PG_CLUSTER stop || true

@@ -1,0 +1,1 @@
+"""MQTT ingestion of sensor streams into TimescaleDB: validate, batch, store once, acknowledge."""

@@ -1,0 +1,29 @@
+"""``python -m ingest``: run one ingest worker until SIGTERM or SIGINT."""
+
+import argparse
+import signal
+
+from prometheus_client import start_http_server
+
+from ingest.service import IngestService
+from ioc_core.logs import setup_logging
+from ioc_core.settings import get_settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worker", type=int, default=1, help="worker number: client id and metrics port follow it")
+    args = parser.parse_args()
+    settings = get_settings()
+    log = setup_logging(settings, "ingest")
+    metrics_port = settings.ingest_metrics_port + args.worker - 1
+    start_http_server(metrics_port, addr="127.0.0.1")
+    service = IngestService(settings, worker=args.worker)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: service.stop())
+    log.info("metrics served", extra={"url": f"http://127.0.0.1:{metrics_port}/metrics"})
+    service.run()
+
+
+if __name__ == "__main__":
+    main()

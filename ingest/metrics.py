@@ -1,0 +1,19 @@
+"""Prometheus metrics of the ingest process."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES = Counter("ioc_ingest_messages_total", "MQTT messages received", ["route"])
+ROWS_WRITTEN = Counter("ioc_ingest_rows_written_total", "Readings stored (new rows)")
+DUPLICATES = Counter("ioc_ingest_duplicate_rows_total", "Readings already stored (redeliveries)")
+DEAD_LETTERS = Counter("ioc_ingest_dead_letters_total", "Rejected message parts", ["reason"])
+BATCH_SIZE = Histogram(
+    "ioc_ingest_batch_messages", "Messages per committed batch", buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000)
+)
+COMMIT_SECONDS = Histogram(
+    "ioc_ingest_commit_seconds",
+    "Time to write and commit one batch",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+BACKLOG = Gauge("ioc_ingest_backlog_messages", "Messages received and not yet committed")
+DATABASE_UP = Gauge("ioc_ingest_database_up", "1 while the last write succeeded")
+BROKER_UP = Gauge("ioc_ingest_broker_connected", "1 while connected and subscribed to the broker")

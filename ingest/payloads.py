@@ -1,0 +1,173 @@
+"""Turning MQTT messages into readings, each rejected part with a reason.
+
+Pure functions, no I/O: a message becomes the readings it holds plus the reasons for every part
+that was refused, so that the valid readings of a partly bad batch are still stored.
+"""
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ioc_core import topics
+
+METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class Reading:
+    time: datetime
+    sensor_id: str
+    metric: str
+    value: float
+
+
+@dataclass(slots=True)
+class Rejection:
+    code: str  # a short label, used for metrics: malformed_json, not_finite, ...
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+@dataclass(slots=True)
+class Parsed:
+    readings: list[Reading] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a reading must respect; ranges come from the registry: {sensor: {metric: (lo, hi)}}."""
+
+    max_future: timedelta = timedelta(minutes=5)
+    max_age: timedelta = timedelta(days=90)
+    ranges: dict[str, dict[str, tuple[float | None, float | None]]] = field(default_factory=dict)
+
+
+def parse_time(raw: Any, received: datetime) -> datetime:
+    """RFC 3339 text or epoch milliseconds; absent means the time of receipt."""
+    if raw is None:
+        return received
+    if isinstance(raw, bool):
+        raise ValueError(f"timestamp must be RFC 3339 text or epoch milliseconds, not {raw!r}")
+    if isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            raise ValueError("timestamp is not finite")
+        return _EPOCH + timedelta(milliseconds=raw)
+    if isinstance(raw, str):
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"timestamp {raw[:64]!r} is not RFC 3339") from None
+        if ts.tzinfo is None:
+            raise ValueError(f"timestamp {raw[:64]!r} has no UTC offset")
+        return ts
+    raise ValueError(f"timestamp must be RFC 3339 text or epoch milliseconds, not {type(raw).__name__}")
+
+
+def _readings_of(sensor_id: Any, obj: Any, received: datetime, limits: Limits, out: Parsed, where: str) -> None:
+    if not isinstance(obj, dict):
+        out.rejections.append(Rejection("wrong_type", f"{where}: expected an object, got {type(obj).__name__}"))
+        return
+    if not isinstance(sensor_id, str) or not DEVICE_ID.match(sensor_id):
+        out.rejections.append(Rejection("bad_sensor_id", f"{where}: sensor_id {sensor_id!r} is not valid"))
+        return
+    try:
+        ts = parse_time(obj.get("ts"), received)
+    except (ValueError, OverflowError) as exc:
+        out.rejections.append(Rejection("bad_timestamp", f"{where}: {exc}"))
+        return
+    if ts > received + limits.max_future:
+        out.rejections.append(
+            Rejection("future_timestamp", f"{where}: {ts.isoformat()} is more than {limits.max_future} ahead")
+        )
+        return
+    if ts < received - limits.max_age:
+        out.rejections.append(
+            Rejection("too_old", f"{where}: {ts.isoformat()} is older than the retention of {limits.max_age}")
+        )
+        return
+    values = obj.get("values")
+    if not isinstance(values, dict) or not values:
+        out.rejections.append(Rejection("missing_values", f"{where}: 'values' must be a non-empty object"))
+        return
+    ranges = limits.ranges.get(sensor_id, {})
+    for metric, value in values.items():
+        if not METRIC_NAME.match(metric):
+            out.rejections.append(Rejection("bad_metric_name", f"{where}: metric {metric[:64]!r} is not an identifier"))
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            out.rejections.append(Rejection("wrong_type", f"{where}: {metric} is {type(value).__name__}, not a number"))
+        elif not math.isfinite(value):
+            out.rejections.append(Rejection("not_finite", f"{where}: {metric} is {value}"))
+        else:
+            lo, hi = ranges.get(metric, (None, None))
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                out.rejections.append(Rejection("out_of_range", f"{where}: {metric}={value} outside [{lo}, {hi}]"))
+            else:
+                out.readings.append(Reading(ts, sensor_id, metric, float(value)))
+
+
+def _loads(payload: bytes, out: Parsed) -> Any:
+    try:
+        # orjson refuses NaN and Infinity literals, which is what we want: they are not JSON.
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        out.rejections.append(Rejection("malformed_json", str(exc)[:200]))
+        return None
+
+
+def parse_sensor_message(sensor_id: str, payload: bytes, received: datetime, limits: Limits) -> Parsed:
+    """``ioc/v1/sensors/{id}/readings`` (and camera counts): one object or an array of them."""
+    out = Parsed()
+    doc = _loads(payload, out)
+    if out.rejections:
+        return out
+    items = doc if isinstance(doc, list) else [doc]
+    for i, item in enumerate(items):
+        _readings_of(sensor_id, item, received, limits, out, f"[{i}]" if isinstance(doc, list) else "message")
+    return out
+
+
+def parse_gateway_message(payload: bytes, received: datetime, limits: Limits) -> Parsed:
+    """``ioc/v1/gateways/{id}/readings``: an array of objects that each name their sensor."""
+    out = Parsed()
+    doc = _loads(payload, out)
+    if out.rejections:
+        return out
+    items = doc if isinstance(doc, list) else [doc]
+    for i, item in enumerate(items):
+        sensor_id = item.get("sensor_id") if isinstance(item, dict) else None
+        _readings_of(sensor_id, item, received, limits, out, f"[{i}]")
+    return out
+
+
+@dataclass(slots=True)
+class Route:
+    """What a topic carries: ``kind`` is readings, gateway, counts or status."""
+
+    kind: str
+    device_id: str
+
+
+def route(topic: str) -> Route | None:
+    """The route of a v1 topic, or None for a topic this service does not take."""
+    levels = topics.split(topic)
+    if len(levels) != 3 or not DEVICE_ID.match(levels[1]):
+        return None
+    match levels[0], levels[2]:
+        case "sensors", "readings":
+            return Route("readings", levels[1])
+        case "gateways", "readings":
+            return Route("gateway", levels[1])
+        case "cameras", "counts":
+            return Route("counts", levels[1])
+        case "devices", "status":
+            return Route("status", levels[1])
+    return None

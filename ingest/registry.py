@@ -1,0 +1,53 @@
+"""The part of the device registry ingest needs, cached in memory and refreshed periodically:
+which sensors exist, their unit (for live digests) and their metrics' valid ranges."""
+
+import logging
+import time
+
+import psycopg
+
+from ioc_core.units import CITY_ID
+
+log = logging.getLogger(__name__)
+
+
+class RegistryCache:
+    def __init__(self, url: str, refresh_s: float = 10.0):
+        self._url = url
+        self._refresh_s = refresh_s
+        self._loaded_at = float("-inf")
+        self.units: dict[str, str] = {}  # device id -> unit id
+        self.ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+
+    def refresh_if_due(self) -> None:
+        if time.monotonic() - self._loaded_at < self._refresh_s:
+            return
+        try:
+            self.load()
+        except psycopg.Error as exc:
+            log.warning("registry refresh failed", extra={"error": str(exc)})
+            self._loaded_at = time.monotonic()  # try again at the next period, not at every message
+
+    def load(self) -> None:
+        units: dict[str, str] = {}
+        ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+        with psycopg.connect(self._url, connect_timeout=5) as conn:
+            for device_id, unit_id, metrics in conn.execute(
+                "SELECT id, unit_id, metrics FROM sensors UNION ALL SELECT id, unit_id, '{}'::jsonb FROM cameras"
+            ):
+                units[device_id] = unit_id or CITY_ID
+                bounds = {m: (spec.get("min"), spec.get("max")) for m, spec in (metrics or {}).items()}
+                if bounds:
+                    ranges[device_id] = bounds
+        self.units, self.ranges = units, ranges
+        self._loaded_at = time.monotonic()
+
+    def is_known(self, device_id: str) -> bool:
+        return device_id in self.units
+
+    def remember(self, device_id: str) -> None:
+        """A device registered by ingest itself, known from now on."""
+        self.units.setdefault(device_id, CITY_ID)
+
+    def unit_of(self, device_id: str) -> str:
+        return self.units.get(device_id, CITY_ID)

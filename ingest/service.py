@@ -1,0 +1,228 @@
+"""The ingest worker: MQTT in, batched writes, acknowledgement after commit, live digests out.
+
+paho's network thread only queues messages. The main thread parses, batches by size or age,
+writes the batch in one transaction and only then acknowledges its messages to the broker
+(manual acknowledgement), so a crash or a database outage loses nothing: the broker redelivers
+what was not acknowledged, and the unique index stores it once.
+"""
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
+
+from ingest import metrics
+from ingest.digest import LiveDigest
+from ingest.payloads import Limits, Parsed, Rejection, parse_gateway_message, parse_sensor_message, route
+from ingest.registry import RegistryCache
+from ingest.store import Batch, DeadLetter, ReadingStore
+from ioc_core import topics
+from ioc_core.mqtt import make_client
+from ioc_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SUBSCRIPTIONS = (topics.SENSOR_READINGS, topics.GATEWAY_READINGS, topics.CAMERA_COUNTS)
+_MAX_REASONS = 10
+
+
+@dataclass(slots=True)
+class Received:
+    generation: int  # which connection delivered it: a mid is only valid on its own connection
+    message: paho.MQTTMessage
+    at: datetime
+
+
+class IngestService:
+    def __init__(self, settings: Settings, worker: int = 1):
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self._inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
+        self._generation = 0
+        self.store = ReadingStore(settings.database_url)
+        self.registry = RegistryCache(settings.database_url)
+        self.digest = LiveDigest(self.registry.unit_of)
+        self.client, self._address, self._connect_props = make_client(
+            settings.mqtt_url, f"{settings.ingest_client_id_prefix}-{worker}", persistent=True, manual_ack=True
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    # paho's network thread: hand over, nothing more.
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection", extra={"reason": str(reason_code)})
+            return
+        self._generation += 1
+        client.subscribe([(topics.shared(t), SubscribeOptions(qos=1)) for t in SUBSCRIPTIONS])
+        log.info("connected to broker", extra={"session_present": flags.session_present})
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("broker refused a subscription", extra={"reasons": [str(rc) for rc in reason_codes]})
+            return
+        self.connected.set()
+        metrics.BROKER_UP.set(1)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        metrics.BROKER_UP.set(0)
+        if not self.stopping.is_set():
+            log.warning("disconnected from broker", extra={"reason": str(reason_code)})
+
+    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        self._inbox.put(Received(self._generation, message, datetime.now(UTC)))
+
+    # The main thread.
+    def run(self) -> None:
+        self.registry.refresh_if_due()
+        self.client.connect_async(
+            self._address.host, self._address.port, keepalive=30, clean_start=False, properties=self._connect_props
+        )
+        self.client.loop_start()
+        digest = threading.Thread(target=self._publish_digests, name="digest", daemon=True)
+        digest.start()
+        log.info("ingest started", extra={"broker": f"{self._address.host}:{self._address.port}"})
+        try:
+            while not self.stopping.is_set():
+                self._process_one_batch()
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.store.close()
+            log.info("ingest stopped")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _limits(self) -> Limits:
+        return Limits(
+            max_future=timedelta(seconds=self.settings.ingest_max_future_s),
+            max_age=timedelta(days=self.settings.retention_days),
+            ranges=self.registry.ranges,
+        )
+
+    def _process_one_batch(self) -> None:
+        try:
+            first = self._inbox.get(timeout=0.2)
+        except queue.Empty:
+            self.registry.refresh_if_due()
+            return
+        self.registry.refresh_if_due()
+        limits = self._limits()
+        batch, received = Batch(), [first]
+        self._add(first, batch, limits)
+        deadline = time.monotonic() + self.settings.ingest_batch_max_age_ms / 1000
+        while len(batch) < self.settings.ingest_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            received.append(item)
+            self._add(item, batch, limits)
+        metrics.BACKLOG.set(self._inbox.qsize() + len(received))
+        if self._commit(batch):
+            self._acknowledge(received)
+            self.digest.add(batch.readings)
+
+    def _add(self, item: Received, batch: Batch, limits: Limits) -> None:
+        """Parse one message into the batch: its readings, and a dead letter for what was refused."""
+        msg = item.message
+        topic, payload = msg.topic, msg.payload
+        where = route(topic)
+        metrics.MESSAGES.labels(where.kind if where else "unknown").inc()
+        if where is None:
+            self._dead_letter(batch, item, payload, ["unknown_topic: no v1 route takes this topic"])
+            return
+        if len(payload) > self.settings.ingest_max_message_bytes:
+            reason = f"oversized: {len(payload)} bytes, limit {self.settings.ingest_max_message_bytes}"
+            self._dead_letter(batch, item, payload[: self.settings.ingest_max_message_bytes], [reason])
+            return
+        if where.kind == "gateway":
+            parsed = parse_gateway_message(payload, item.at, limits)
+        else:
+            parsed = parse_sensor_message(where.device_id, payload, item.at, limits)
+        self._admit_devices(parsed, batch)
+        batch.readings.extend(parsed.readings)
+        if parsed.rejections:
+            reasons = [str(r) for r in parsed.rejections]
+            self._dead_letter(batch, item, payload, reasons, [r.code for r in parsed.rejections])
+
+    def _admit_devices(self, parsed: Parsed, batch: Batch) -> None:
+        """Unknown sensors are registered as unregistered, or refused, as the settings say."""
+        unknown = {r.sensor_id for r in parsed.readings if not self.registry.is_known(r.sensor_id)}
+        if not unknown:
+            return
+        if self.settings.ingest_unknown_sensors == "accept":
+            batch.new_sensors |= unknown
+            return
+        for sensor_id in sorted(unknown):
+            parsed.rejections.append(Rejection("unknown_sensor", f"sensor {sensor_id!r} is not registered"))
+        parsed.readings[:] = [r for r in parsed.readings if r.sensor_id not in unknown]
+
+    @staticmethod
+    def _dead_letter(
+        batch: Batch, item: Received, payload: bytes, reasons: list[str], codes: list[str] | None = None
+    ) -> None:
+        for code in codes or [reasons[0].split(":", 1)[0]]:
+            metrics.DEAD_LETTERS.labels(code).inc()
+        text = "; ".join(reasons[:_MAX_REASONS])
+        if len(reasons) > _MAX_REASONS:
+            text += f"; and {len(reasons) - _MAX_REASONS} more"
+        batch.dead_letters.append(DeadLetter(item.at, item.message.topic, payload, text))
+
+    def _commit(self, batch: Batch) -> bool:
+        """Write until it succeeds; False only when asked to stop before it could."""
+        started = time.perf_counter()
+        retrying = Retrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            stop=stop_when_event_set(self.stopping),
+            before_sleep=self._log_write_failure,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    inserted = self.store.write(batch)
+        except psycopg.OperationalError:
+            return False
+        metrics.DATABASE_UP.set(1)
+        metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.ROWS_WRITTEN.inc(inserted)
+        metrics.DUPLICATES.inc(len(batch.readings) - inserted)
+        for sensor_id in batch.new_sensors:
+            self.registry.remember(sensor_id)
+        return True
+
+    @staticmethod
+    def _log_write_failure(state) -> None:
+        metrics.DATABASE_UP.set(0)
+        log.warning(
+            "batch not stored, retrying; messages stay unacknowledged",
+            extra={"attempt": state.attempt_number, "error": str(state.outcome.exception())[:300]},
+        )
+
+    def _acknowledge(self, received: list[Received]) -> None:
+        """Acknowledge in arrival order; mids of an earlier connection are left for redelivery."""
+        for item in received:
+            if item.generation == self._generation and item.message.qos > 0:
+                self.client.ack(item.message.mid, item.message.qos)
+
+    def _publish_digests(self) -> None:
+        interval = self.settings.live_digest_interval_s
+        while not self.stopping.wait(interval):
+            for unit_id, payload in self.digest.drain().items():
+                self.client.publish(topics.live(unit_id, "values"), payload, qos=0)

@@ -1,0 +1,1 @@
+"""The IOC's REST API and live WebSocket, serving the screens in ``dashboards/``."""

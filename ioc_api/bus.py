@@ -1,0 +1,64 @@
+"""The API's one subscription to the broker: live events and value digests (DESIGN.md).
+
+Every API node subscribes on its own, with its own client id, and reconnects with backoff.
+"""
+
+import asyncio
+import logging
+import uuid
+
+import aiomqtt
+import orjson
+
+from ioc_api.live import LiveHub
+from ioc_core import topics
+from ioc_core.mqtt import parse_url
+
+log = logging.getLogger(__name__)
+
+
+class LiveBus:
+    def __init__(self, url: str, hub: LiveHub):
+        self._address = parse_url(url)
+        self._hub = hub
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self._address.host,
+                    self._address.port,
+                    username=self._address.username,
+                    password=self._address.password,
+                    identifier=f"ioc-api-{uuid.uuid4().hex[:12]}",
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    keepalive=15,
+                ) as client:
+                    await client.subscribe(topics.LIVE_ALL, qos=1)
+                    self.connected.set()
+                    delay = 1.0
+                    log.info("subscribed to live topics")
+                    async for message in client.messages:
+                        self._dispatch(message.topic.value, message.payload)
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                log.warning("broker connection lost, retrying", extra={"error": str(exc), "retry_in_s": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        levels = topics.split(topic)
+        if len(levels) != 3 or levels[0] != "live":
+            return
+        unit_id, kind = levels[1], levels[2]
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            log.warning("unreadable live message", extra={"topic": topic})
+            return
+        if kind == "values":
+            self._hub.values(unit_id, body)
+        else:
+            self._hub.event(unit_id, body)

@@ -1,0 +1,48 @@
+"""One typed settings object for every service, read from ``IOC_*`` variables and ``.env``."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Embedded defaults run everything on loopback: the project's cluster and broker."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
+
+    database_url: str = Field("postgresql://ioc:ioc@127.0.0.1:5433/ioc", description="TimescaleDB connection URL.")
+    mqtt_url: str = Field("mqtt://127.0.0.1:1884", description="Broker URL: mqtt://[user:password@]host:port.")
+    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(8080, description="Port the API listens on.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field("json", description="Structured log lines.")
+    shared_dir: Path = Field(
+        REPO_ROOT.parent / "shared",
+        description="Reference data (Da Nang's units, footage, models) used to seed and demo.",
+    )
+
+    ingest_client_id_prefix: str = Field(
+        "ioc-ingest", description="Worker N connects as PREFIX-N: a fixed id keeps its persistent session."
+    )
+    ingest_batch_size: int = Field(5000, gt=0, description="Rows that trigger a flush.")
+    ingest_batch_max_age_ms: int = Field(100, gt=0, description="Oldest row age that triggers a flush.")
+    ingest_max_message_bytes: int = Field(
+        256 * 1024, gt=0, description="Larger messages become dead letters (the broker refuses 4 MiB)."
+    )
+    ingest_unknown_sensors: Literal["accept", "reject"] = Field(
+        "accept", description="accept: store and register as unregistered; reject: dead letter."
+    )
+    ingest_max_future_s: float = Field(300, description="Readings further ahead than this are refused.")
+    retention_days: int = Field(90, gt=0, description="Raw readings older than this are dropped and refused.")
+    ingest_metrics_port: int = Field(9101, description="Prometheus /metrics port of ingest.")
+    live_digest_interval_s: float = Field(1.0, gt=0, description="Period of the per-unit digest of changed values.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

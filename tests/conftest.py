@@ -1,0 +1,94 @@
+"""Fixtures that give each test run the real parts: a fresh database on the project's
+TimescaleDB cluster (dropped at the end) and a private Mosquitto with the project's config."""
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from ioc_core.db import migrate
+from ioc_core.settings import Settings
+from ioc_core.units import seed_units
+from tests.support import Broker, Service, free_port, wait_until
+
+ADMIN_URL = os.environ.get("IOC_TEST_ADMIN_URL", "postgresql://ioc:ioc@127.0.0.1:5433/postgres")
+
+
+def _database_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"ioc_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _database_url(name)
+    migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        seed_units(conn, Settings().shared_dir)
+    yield url
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    b = Broker()
+    b.start()
+    yield b
+    b.remove()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url: str, broker: Broker) -> dict[str, str]:
+    return {
+        "IOC_DATABASE_URL": database_url,
+        "IOC_MQTT_URL": broker.url,
+        "IOC_LOG_LEVEL": "INFO",
+        "IOC_INGEST_METRICS_PORT": str(free_port()),
+        "IOC_LIVE_DIGEST_INTERVAL_S": "0.2",
+    }
+
+
+def ingest_subscribed(metrics_port: int) -> bool:
+    """Ingest's metrics say it is connected and subscribed."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=1).text
+    except httpx.HTTPError:
+        return False
+    return "ioc_ingest_broker_connected 1.0" in text
+
+
+@pytest.fixture(scope="session")
+def ingest(service_env: dict[str, str]) -> Iterator[Service]:
+    service = Service("ingest", service_env).start()
+    wait_until(lambda: ingest_subscribed(int(service_env["IOC_INGEST_METRICS_PORT"])), what="ingest subscribed")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def api(service_env: dict[str, str]) -> Iterator[Service]:
+    port = free_port()
+    service = Service("ioc_api", {**service_env, "IOC_API_PORT": str(port)}).start()
+    service.port = port  # type: ignore[attr-defined]
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(healthy, timeout=20, what="API health")
+    yield service
+    service.stop()

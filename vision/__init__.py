@@ -1,0 +1,1 @@
+"""Camera analytics: detection, tracking, line and zone counts, camera events over MQTT."""
