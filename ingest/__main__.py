@@ -3,8 +3,7 @@
 import argparse
 import signal
 
-from prometheus_client import start_http_server
-
+from ingest.http import serve
 from ingest.service import IngestService
 from ioc_core.logs import setup_logging
 from ioc_core.settings import get_settings
@@ -17,11 +16,11 @@ def main() -> None:
     settings = get_settings()
     log = setup_logging(settings, "ingest")
     metrics_port = settings.ingest_metrics_port + args.worker - 1
-    start_http_server(metrics_port, addr="127.0.0.1")
     service = IngestService(settings, worker=args.worker)
+    serve(metrics_port, service.connected.is_set, settings.database_url)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
-    log.info("metrics served", extra={"url": f"http://127.0.0.1:{metrics_port}/metrics"})
+    log.info("metrics and readiness served", extra={"url": f"http://127.0.0.1:{metrics_port}/metrics"})
     service.run()
 
 

@@ -150,7 +150,7 @@ def parse_gateway_message(payload: bytes, received: datetime, limits: Limits) ->
 
 @dataclass(slots=True)
 class Route:
-    """What a topic carries: ``kind`` is readings, gateway, counts or status."""
+    """What a topic carries: ``kind`` is readings, gateway, counts, camera_event or status."""
 
     kind: str
     device_id: str
@@ -168,6 +168,69 @@ def route(topic: str) -> Route | None:
             return Route("gateway", levels[1])
         case "cameras", "counts":
             return Route("counts", levels[1])
+        case "cameras", "events":
+            return Route("camera_event", levels[1])
         case "devices", "status":
             return Route("status", levels[1])
     return None
+
+
+@dataclass(slots=True)
+class StatusChange:
+    device_id: str
+    status: str  # online | offline
+    time: datetime
+    health: dict[str, Any]
+
+
+def parse_status_message(device_id: str, payload: bytes, received: datetime) -> StatusChange | Rejection:
+    """``online`` / ``offline`` as plain text (a last will), or JSON ``{"status": ..., ...health}``."""
+    text = payload.strip()
+    if text in (b"online", b"offline"):
+        return StatusChange(device_id, text.decode(), received, {})
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return Rejection("bad_status", f"expected 'online', 'offline' or a JSON object, got {payload[:64]!r}")
+    if not isinstance(doc, dict) or doc.get("status") not in ("online", "offline"):
+        return Rejection("bad_status", "a status object needs 'status': 'online' or 'offline'")
+    return StatusChange(device_id, doc["status"], received, {k: v for k, v in doc.items() if k != "status"})
+
+
+@dataclass(slots=True)
+class CameraEvent:
+    camera_id: str
+    time: datetime
+    event: str  # congestion, stopped_vehicle, crowding, intrusion ...
+    severity: str
+    title: str
+    data: dict[str, Any]
+
+
+_SEVERITIES = ("info", "minor", "major", "critical")
+
+
+def parse_camera_event(camera_id: str, payload: bytes, received: datetime, limits: Limits) -> CameraEvent | Rejection:
+    """``ioc/v1/cameras/{id}/events``: ``{"ts", "event", "severity", "title", "data": {...}}``."""
+    out = Parsed()
+    doc = _loads(payload, out)
+    if out.rejections:
+        return out.rejections[0]
+    if not isinstance(doc, dict):
+        return Rejection("wrong_type", f"expected an object, got {type(doc).__name__}")
+    event, severity = doc.get("event"), doc.get("severity", "minor")
+    if not isinstance(event, str) or not METRIC_NAME.match(event):
+        return Rejection("bad_event", f"'event' {event!r} is not an identifier")
+    if severity not in _SEVERITIES:
+        return Rejection("bad_event", f"'severity' {severity!r} is not one of {', '.join(_SEVERITIES)}")
+    data = doc.get("data", {})
+    if not isinstance(data, dict):
+        return Rejection("wrong_type", "'data' must be an object")
+    try:
+        ts = parse_time(doc.get("ts"), received)
+    except (ValueError, OverflowError) as exc:
+        return Rejection("bad_timestamp", str(exc))
+    if ts > received + limits.max_future:
+        return Rejection("future_timestamp", f"{ts.isoformat()} is more than {limits.max_future} ahead")
+    title = doc.get("title") if isinstance(doc.get("title"), str) else event.replace("_", " ")
+    return CameraEvent(camera_id, ts, event, severity, title[:200], data)

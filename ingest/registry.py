@@ -18,6 +18,7 @@ class RegistryCache:
         self._loaded_at = float("-inf")
         self.units: dict[str, str] = {}  # device id -> unit id
         self.ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+        self.locations: dict[str, tuple[float, float]] = {}  # device id -> (lat, lon)
 
     def refresh_if_due(self) -> None:
         if time.monotonic() - self._loaded_at < self._refresh_s:
@@ -31,15 +32,19 @@ class RegistryCache:
     def load(self) -> None:
         units: dict[str, str] = {}
         ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
+        locations: dict[str, tuple[float, float]] = {}
         with psycopg.connect(self._url, connect_timeout=5) as conn:
-            for device_id, unit_id, metrics in conn.execute(
-                "SELECT id, unit_id, metrics FROM sensors UNION ALL SELECT id, unit_id, '{}'::jsonb FROM cameras"
+            for device_id, unit_id, lat, lon, metrics in conn.execute(
+                "SELECT id, unit_id, lat, lon, metrics FROM sensors"
+                " UNION ALL SELECT id, unit_id, lat, lon, '{}'::jsonb FROM cameras"
             ):
                 units[device_id] = unit_id or CITY_ID
                 bounds = {m: (spec.get("min"), spec.get("max")) for m, spec in (metrics or {}).items()}
                 if bounds:
                     ranges[device_id] = bounds
-        self.units, self.ranges = units, ranges
+                if lat is not None and lon is not None:
+                    locations[device_id] = (lat, lon)
+        self.units, self.ranges, self.locations = units, ranges, locations
         self._loaded_at = time.monotonic()
 
     def is_known(self, device_id: str) -> bool:

@@ -20,16 +20,30 @@ from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wai
 
 from ingest import metrics
 from ingest.digest import LiveDigest
-from ingest.payloads import Limits, Parsed, Rejection, parse_gateway_message, parse_sensor_message, route
+from ingest.maintenance import Maintenance
+from ingest.payloads import (
+    CameraEvent,
+    Limits,
+    Parsed,
+    Rejection,
+    parse_camera_event,
+    parse_gateway_message,
+    parse_sensor_message,
+    parse_status_message,
+    route,
+)
 from ingest.registry import RegistryCache
-from ingest.store import Batch, DeadLetter, ReadingStore
+from ingest.store import Batch, DeadLetter, ReadingStore, Written
 from ioc_core import topics
+from ioc_core.events import Event, Location, Source
 from ioc_core.mqtt import make_client
 from ioc_core.settings import Settings
+from ioc_core.units import CITY_ID
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTIONS = (topics.SENSOR_READINGS, topics.GATEWAY_READINGS, topics.CAMERA_COUNTS)
+# Whole subtrees, so that a wrong topic under them becomes a dead letter instead of vanishing.
+SUBSCRIPTIONS = tuple(f"{topics.PREFIX}/{tree}/#" for tree in ("sensors", "gateways", "cameras", "devices"))
 _MAX_REASONS = 10
 
 
@@ -48,7 +62,7 @@ class IngestService:
         self._inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self._generation = 0
         self.store = ReadingStore(settings.database_url)
-        self.registry = RegistryCache(settings.database_url)
+        self.registry = RegistryCache(settings.database_url, settings.ingest_registry_refresh_s)
         self.digest = LiveDigest(self.registry.unit_of)
         self.client, self._address, self._connect_props = make_client(
             settings.mqtt_url, f"{settings.ingest_client_id_prefix}-{worker}", persistent=True, manual_ack=True
@@ -90,8 +104,14 @@ class IngestService:
             self._address.host, self._address.port, keepalive=30, clean_start=False, properties=self._connect_props
         )
         self.client.loop_start()
-        digest = threading.Thread(target=self._publish_digests, name="digest", daemon=True)
-        digest.start()
+        threading.Thread(target=self._publish_digests, name="digest", daemon=True).start()
+        maintenance = Maintenance(
+            self.settings.database_url,
+            timedelta(days=self.settings.retention_days),
+            self.settings.rollup_interval_s,
+            self.stopping,
+        )
+        threading.Thread(target=maintenance.run, name="maintenance", daemon=True).start()
         log.info("ingest started", extra={"broker": f"{self._address.host}:{self._address.port}"})
         try:
             while not self.stopping.is_set():
@@ -132,9 +152,11 @@ class IngestService:
             received.append(item)
             self._add(item, batch, limits)
         metrics.BACKLOG.set(self._inbox.qsize() + len(received))
-        if self._commit(batch):
+        written = self._commit(batch)
+        if written is not None:
             self._acknowledge(received)
             self.digest.add(batch.readings)
+            self._publish_events(written.events)
 
     def _add(self, item: Received, batch: Batch, limits: Limits) -> None:
         """Parse one message into the batch: its readings, and a dead letter for what was refused."""
@@ -149,6 +171,9 @@ class IngestService:
             reason = f"oversized: {len(payload)} bytes, limit {self.settings.ingest_max_message_bytes}"
             self._dead_letter(batch, item, payload[: self.settings.ingest_max_message_bytes], [reason])
             return
+        if where.kind in ("status", "camera_event"):
+            self._add_device_message(where.kind, where.device_id, item, batch, limits)
+            return
         if where.kind == "gateway":
             parsed = parse_gateway_message(payload, item.at, limits)
         else:
@@ -158,6 +183,39 @@ class IngestService:
         if parsed.rejections:
             reasons = [str(r) for r in parsed.rejections]
             self._dead_letter(batch, item, payload, reasons, [r.code for r in parsed.rejections])
+
+    def _add_device_message(self, kind: str, device_id: str, item: Received, batch: Batch, limits: Limits) -> None:
+        """A device's status (registry and a device event) or a camera event (an event)."""
+        if kind == "status":
+            result = parse_status_message(device_id, item.message.payload, item.at)
+        else:
+            result = parse_camera_event(device_id, item.message.payload, item.at, limits)
+        if isinstance(result, Rejection):
+            self._dead_letter(batch, item, item.message.payload, [str(result)], [result.code])
+            return
+        if not self.registry.is_known(device_id):
+            if self.settings.ingest_unknown_sensors == "reject":
+                reason = f"unknown_sensor: device {device_id!r} is not registered"
+                self._dead_letter(batch, item, item.message.payload, [reason], ["unknown_sensor"])
+                return
+            batch.new_sensors.add(device_id)
+        if isinstance(result, CameraEvent):
+            batch.events.append(self._camera_event(result))
+        else:
+            batch.status_changes.append(result)
+
+    def _camera_event(self, e: CameraEvent) -> Event:
+        lat_lon = self.registry.locations.get(e.camera_id)
+        return Event(
+            time=e.time,
+            kind=f"camera.{e.event}",
+            severity=e.severity,
+            unit_id=self.registry.unit_of(e.camera_id),
+            source=Source(type="camera", id=e.camera_id),
+            location=Location(lat=lat_lon[0], lon=lat_lon[1]) if lat_lon else None,
+            title=e.title,
+            data=e.data,
+        )
 
     def _admit_devices(self, parsed: Parsed, batch: Batch) -> None:
         """Unknown sensors are registered as unregistered, or refused, as the settings say."""
@@ -182,8 +240,8 @@ class IngestService:
             text += f"; and {len(reasons) - _MAX_REASONS} more"
         batch.dead_letters.append(DeadLetter(item.at, item.message.topic, payload, text))
 
-    def _commit(self, batch: Batch) -> bool:
-        """Write until it succeeds; False only when asked to stop before it could."""
+    def _commit(self, batch: Batch) -> Written | None:
+        """Write until it succeeds; None only when asked to stop before it could."""
         started = time.perf_counter()
         retrying = Retrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
@@ -195,17 +253,17 @@ class IngestService:
         try:
             for attempt in retrying:
                 with attempt:
-                    inserted = self.store.write(batch)
+                    written = self.store.write(batch)
         except psycopg.OperationalError:
-            return False
+            return None
         metrics.DATABASE_UP.set(1)
         metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
         metrics.BATCH_SIZE.observe(len(batch))
-        metrics.ROWS_WRITTEN.inc(inserted)
-        metrics.DUPLICATES.inc(len(batch.readings) - inserted)
+        metrics.ROWS_WRITTEN.inc(written.inserted)
+        metrics.DUPLICATES.inc(len(batch.readings) - written.inserted)
         for sensor_id in batch.new_sensors:
             self.registry.remember(sensor_id)
-        return True
+        return written
 
     @staticmethod
     def _log_write_failure(state) -> None:
@@ -220,6 +278,11 @@ class IngestService:
         for item in received:
             if item.generation == self._generation and item.message.qos > 0:
                 self.client.ack(item.message.mid, item.message.qos)
+
+    def _publish_events(self, events: list[Event]) -> None:
+        """Stored events go out on their unit's live topic; a screen that misses one asks by id."""
+        for event in events:
+            self.client.publish(topics.live(event.unit_id or CITY_ID, event.kind), event.to_json(), qos=1)
 
     def _publish_digests(self) -> None:
         interval = self.settings.live_digest_interval_s

@@ -1,8 +1,10 @@
-"""Writes one batch in one transaction: readings, dead letters and newly seen sensors.
+"""Writes one batch in one transaction: readings, latest values, dead letters, device status and
+events.
 
 Readings go through binary COPY into a temporary staging table, then one
 ``INSERT ... ON CONFLICT DO NOTHING`` into the hypertable, so a redelivered message is stored
-once and a batch costs a few round trips whatever its size.
+once and a batch costs a few round trips whatever its size. Events are stored before they are
+published, so every event a screen sees has an id.
 """
 
 from dataclasses import dataclass, field
@@ -10,7 +12,9 @@ from datetime import datetime
 
 import psycopg
 
-from ingest.payloads import Reading
+from ingest.payloads import Reading, StatusChange
+from ioc_core.events import Event, Location, Source, insert_event
+from ioc_core.units import CITY_ID
 
 
 @dataclass(slots=True)
@@ -26,9 +30,32 @@ class Batch:
     readings: list[Reading] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     new_sensors: set[str] = field(default_factory=set)
+    status_changes: list[StatusChange] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.readings) + len(self.dead_letters)
+        return len(self.readings) + len(self.dead_letters) + len(self.status_changes) + len(self.events)
+
+
+@dataclass(slots=True)
+class Written:
+    inserted: int  # new reading rows; the rest of the batch's readings were already stored
+    events: list[Event]  # stored, with ids, to publish
+
+
+_STAGE = (
+    "CREATE TEMP TABLE readings_stage"
+    " (time timestamptz, sensor_id text, metric text, value double precision) ON COMMIT DELETE ROWS"
+)
+_INSERT_READINGS = "INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING"
+_UPSERT_LATEST = (
+    "INSERT INTO latest (sensor_id, metric, time, value)"
+    " SELECT DISTINCT ON (sensor_id, metric) sensor_id, metric, time, value FROM readings_stage"
+    " ORDER BY sensor_id, metric, time DESC"
+    " ON CONFLICT (sensor_id, metric) DO UPDATE SET time = EXCLUDED.time, value = EXCLUDED.value"
+    " WHERE latest.time < EXCLUDED.time"
+)
+_MARK_DIRTY = "INSERT INTO rollup_dirty (minute) SELECT DISTINCT time_bucket('1 minute', time) FROM readings_stage"
 
 
 class ReadingStore:
@@ -39,11 +66,7 @@ class ReadingStore:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self._url, connect_timeout=5)
-            conn.execute(
-                "CREATE TEMP TABLE readings_stage"
-                " (time timestamptz, sensor_id text, metric text, value double precision)"
-                " ON COMMIT DELETE ROWS"
-            )
+            conn.execute(_STAGE)
             conn.commit()
             self._conn = conn
         return self._conn
@@ -53,17 +76,17 @@ class ReadingStore:
             self._conn.close()
             self._conn = None
 
-    def write(self, batch: Batch) -> int:
-        """Store the batch; returns the number of new rows. Raises psycopg errors untouched."""
+    def write(self, batch: Batch) -> Written:
+        """Store the batch, all or nothing. Raises psycopg errors untouched."""
         try:
             return self._write(self._connection(), batch)
         except psycopg.Error:
             self.close()  # a fresh connection next time; the transaction was rolled back
             raise
 
-    @staticmethod
-    def _write(conn: psycopg.Connection, batch: Batch) -> int:
+    def _write(self, conn: psycopg.Connection, batch: Batch) -> Written:
         inserted = 0
+        events: list[Event] = []
         with conn.transaction(), conn.cursor() as cur:
             if batch.new_sensors:
                 cur.executemany(
@@ -76,11 +99,41 @@ class ReadingStore:
                     cp.set_types(["timestamptz", "text", "text", "float8"])
                     for r in batch.readings:
                         cp.write_row((r.time, r.sensor_id, r.metric, r.value))
-                cur.execute("INSERT INTO readings SELECT * FROM readings_stage ON CONFLICT DO NOTHING")
+                cur.execute(_INSERT_READINGS)
                 inserted = cur.rowcount
+                cur.execute(_UPSERT_LATEST)
+                cur.execute(_MARK_DIRTY)
             if batch.dead_letters:
                 cur.executemany(
                     "INSERT INTO dead_letters (received_at, topic, payload, reason) VALUES (%s, %s, %s, %s)",
                     [(d.received_at, d.topic, d.payload, d.reason) for d in batch.dead_letters],
                 )
-        return inserted
+            for change in batch.status_changes:
+                event = self._apply_status(cur, change)
+                if event is not None:
+                    events.append(insert_event(cur, event))
+            events.extend(insert_event(cur, e) for e in batch.events)
+        return Written(inserted, events)
+
+    @staticmethod
+    def _apply_status(cur: psycopg.Cursor, change: StatusChange) -> Event | None:
+        """Record the device's status; an event only when it changed (retained messages repeat)."""
+        for table, source_type in (("sensors", "sensor"), ("cameras", "camera")):
+            row = cur.execute(
+                f"UPDATE {table} SET status = %s, last_seen = greatest(last_seen, %s)"
+                " WHERE id = %s AND status IS DISTINCT FROM %s RETURNING unit_id, lat, lon",
+                (change.status, change.time, change.device_id, change.status),
+            ).fetchone()
+            if row is not None:
+                unit_id, lat, lon = row
+                return Event(
+                    time=change.time,
+                    kind=f"device.{change.status}",
+                    severity="minor" if change.status == "offline" else "info",
+                    unit_id=unit_id or CITY_ID,
+                    source=Source(type=source_type, id=change.device_id),
+                    location=Location(lat=lat, lon=lon) if lat is not None and lon is not None else None,
+                    title=f"{source_type.capitalize()} {change.device_id} is {change.status}",
+                    data=change.health,
+                )
+        return None

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, Field
 
 Severity = Literal["info", "minor", "major", "critical"]
@@ -33,3 +34,25 @@ class Event(BaseModel):
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
+
+
+def insert_event(cur, event: Event) -> Event:
+    """Store an event in ``events`` and return it with its id (inside the caller's transaction)."""
+    loc = event.location
+    row = cur.execute(
+        "INSERT INTO events (time, kind, severity, unit_id, source_type, source_id, lat, lon, title, data)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (
+            event.time,
+            event.kind,
+            event.severity,
+            event.unit_id,
+            event.source.type,
+            event.source.id,
+            loc.lat if loc else None,
+            loc.lon if loc else None,
+            event.title,
+            Jsonb(event.data),
+        ),
+    ).fetchone()
+    return event.model_copy(update={"id": row[0]})

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     )
     ingest_max_future_s: float = Field(300, description="Readings further ahead than this are refused.")
     retention_days: int = Field(90, gt=0, description="Raw readings older than this are dropped and refused.")
+    ingest_registry_refresh_s: float = Field(
+        10, gt=0, description="How soon registry changes (ranges, units) reach ingest."
+    )
+    rollup_interval_s: float = Field(15, gt=0, description="How often the rollups catch up (Apache edition).")
     ingest_metrics_port: int = Field(9101, description="Prometheus /metrics port of ingest.")
     live_digest_interval_s: float = Field(1.0, gt=0, description="Period of the per-unit digest of changed values.")
 

@@ -57,6 +57,8 @@ def service_env(database_url: str, broker: Broker) -> dict[str, str]:
         "IOC_LOG_LEVEL": "INFO",
         "IOC_INGEST_METRICS_PORT": str(free_port()),
         "IOC_LIVE_DIGEST_INTERVAL_S": "0.2",
+        "IOC_INGEST_REGISTRY_REFRESH_S": "0.5",
+        "IOC_ROLLUP_INTERVAL_S": "0.5",
     }
 
 

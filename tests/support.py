@@ -120,3 +120,22 @@ def publish_all(client: paho.Client, messages: list[tuple[str, bytes]], qos: int
     for info in infos:
         info.wait_for_publish(max(0.1, deadline - time.monotonic()))
         assert info.is_published(), "broker did not acknowledge a publish in time"
+
+
+class Collector:
+    """A subscriber that keeps every message it receives: ``(topic, payload)``."""
+
+    def __init__(self, port: int, topic: str):
+        self.messages: list[tuple[str, bytes]] = []
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
+        subscribed = []
+        self.client.on_subscribe = lambda *args: subscribed.append(True)
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        wait_until(lambda: subscribed, what=f"subscription to {topic}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,47 @@
+"""Ingest's own small HTTP endpoint: ``/metrics`` (Prometheus) and ``/ready``.
+
+``/ready`` answers 200 only while the worker is subscribed to the broker and the database
+answers, so an orchestrator stops counting on a worker that cannot store.
+"""
+
+import threading
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import orjson
+import psycopg
+from prometheus_client import make_wsgi_app
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args) -> None:
+        pass
+
+
+def database_answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def serve(port: int, subscribed: Callable[[], bool], database_url: str) -> None:
+    metrics_app = make_wsgi_app()
+
+    def app(environ, start_response):
+        if environ.get("PATH_INFO") != "/ready":
+            return metrics_app(environ, start_response)
+        state = {"broker": subscribed(), "database": database_answers(database_url)}
+        status = "200 OK" if all(state.values()) else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "application/json")])
+        return [orjson.dumps({k: "up" if v else "down" for k, v in state.items()})]
+
+    server = make_server("127.0.0.1", port, app, _Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
