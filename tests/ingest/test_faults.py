@@ -1,0 +1,141 @@
+"""Faults under load: a killed worker, a restarted database, two workers sharing the stream.
+
+Each test publishes a known set of messages through the fault, on its own broker, and counts
+the rows: nothing lost, nothing stored twice.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import psycopg
+import pytest
+
+from ioc_core.settings import REPO_ROOT
+from tests.conftest import ingest_subscribed
+from tests.support import Broker, Service, free_port, publish_all, publisher, wait_until
+
+MESSAGES = 20_000
+
+
+@pytest.fixture
+def own_broker() -> Iterator[Broker]:
+    b = Broker()
+    b.start()
+    yield b
+    b.remove()
+
+
+def load(prefix: str, n: int = MESSAGES) -> list[tuple[str, bytes]]:
+    """n single-reading messages from 100 sensors, each (sensor, metric, time) distinct."""
+    start = datetime.now(UTC) - timedelta(minutes=1)
+    return [
+        (
+            f"ioc/v1/sensors/{prefix}-{i % 100}/readings",
+            orjson.dumps({"ts": (start + timedelta(milliseconds=i)).isoformat(), "values": {"pm25": i}}),
+        )
+        for i in range(n)
+    ]
+
+
+def stored(database_url: str, prefix: str) -> tuple[int, int]:
+    """(rows, distinct readings) of the sensors named prefix-*; (-1, -1) while unreachable."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=2) as conn:
+            return conn.execute(
+                "SELECT count(*), count(DISTINCT (sensor_id, metric, time)) FROM readings WHERE sensor_id LIKE %s",
+                (prefix + "-%",),
+            ).fetchone()
+    except psycopg.OperationalError:
+        return (-1, -1)
+
+
+def start_worker(env: dict[str, str], broker: Broker, worker: int = 1) -> tuple[Service, int]:
+    port = free_port()
+    service = Service(
+        "ingest",
+        {**env, "IOC_MQTT_URL": broker.url, "IOC_INGEST_METRICS_PORT": str(port - worker + 1)},
+        "--worker",
+        str(worker),
+    ).start()
+    wait_until(lambda: ingest_subscribed(port), what=f"ingest worker {worker} subscribed")
+    return service, port
+
+
+def publish_in_background(broker: Broker, messages: list[tuple[str, bytes]]) -> threading.Thread:
+    def run() -> None:
+        client = publisher(broker.port)
+        publish_all(client, messages, timeout=120)
+        client.disconnect()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_sigkill_in_the_middle_of_a_load_loses_and_duplicates_nothing(
+    own_broker: Broker, service_env: dict[str, str], database_url: str
+) -> None:
+    worker, _ = start_worker(service_env, own_broker)
+    sender = publish_in_background(own_broker, load("kill"))
+    wait_until(lambda: stored(database_url, "kill")[0] >= MESSAGES // 4, timeout=60, what="a quarter stored")
+    worker.stop(signal.SIGKILL)
+    killed_at = stored(database_url, "kill")[0]
+    assert killed_at < MESSAGES, "the load finished before the kill: make it larger"
+    worker, _ = start_worker(service_env, own_broker)
+    sender.join(120)
+    wait_until(lambda: stored(database_url, "kill")[0] >= MESSAGES, timeout=90, what="every message stored")
+    worker.stop()
+    assert stored(database_url, "kill") == (MESSAGES, MESSAGES)
+
+
+def _cluster(action: str) -> None:
+    prefix = [] if os.geteuid() == 0 else ["sudo"]
+    command = ["bash", "-c", f"source {REPO_ROOT}/ops/common.sh && pg_ctlcluster $PG_MAJOR $PG_CLUSTER {action}"]
+    subprocess.run(prefix + command, check=True, timeout=60)
+
+
+def test_database_restart_in_the_middle_of_a_load_loses_and_duplicates_nothing(
+    own_broker: Broker, service_env: dict[str, str], database_url: str
+) -> None:
+    worker, port = start_worker(service_env, own_broker)
+    sender = publish_in_background(own_broker, load("pgrestart"))
+    wait_until(lambda: stored(database_url, "pgrestart")[0] >= MESSAGES // 4, timeout=60, what="a quarter stored")
+    _cluster("stop -m fast")
+    try:
+        # Readiness turns false while the database is away.
+        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
+        assert ready.status_code == 503 and ready.json()["database"] == "down"
+    finally:
+        _cluster("start")
+    sender.join(120)
+    wait_until(lambda: stored(database_url, "pgrestart")[0] >= MESSAGES, timeout=90, what="every message stored")
+    assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200
+    worker.stop()
+    assert stored(database_url, "pgrestart") == (MESSAGES, MESSAGES)
+    assert "batch not stored, retrying" in worker.log()
+
+
+def _messages_taken(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return sum(float(v) for v in re.findall(r'^ioc_ingest_messages_total\{route="readings"\} (\S+)$', text, re.M))
+
+
+def test_two_workers_share_the_stream_and_store_each_message_once(
+    own_broker: Broker, service_env: dict[str, str], database_url: str
+) -> None:
+    first, first_port = start_worker(service_env, own_broker, worker=1)
+    second, second_port = start_worker(service_env, own_broker, worker=2)
+    publish_in_background(own_broker, load("share", 10_000)).join(120)
+    wait_until(lambda: stored(database_url, "share")[0] >= 10_000, timeout=60, what="every message stored")
+    taken = (_messages_taken(first_port), _messages_taken(second_port))
+    first.stop()
+    second.stop()
+    assert stored(database_url, "share") == (10_000, 10_000)
+    assert sum(taken) == 10_000 and min(taken) > 1_000, taken
