@@ -1,0 +1,253 @@
+"""``python -m bench.ingest``: ingest throughput and latency against the local broker and database.
+
+Each figure is printed beside a baseline measured in the same run on the same machine:
+1. single-reading messages at QoS 1, stored per second, against a bare paho subscriber that only
+   counts the same messages from the same broker;
+2. gateway batches of 100 readings, readings stored per second, against a raw binary COPY of the
+   same rows into the same hypertable;
+3. latency from publish to committed row at a steady rate (commit times from PostgreSQL's
+   ``track_commit_timestamp``).
+
+Throughput is measured on a backlog: the messages are queued in the broker for the consumer's
+persistent session while it is away, then the clock runs from its start until the last row (or
+message) arrives, so the load generator's own CPU does not share the two cores with the consumer.
+"""
+
+import argparse
+import statistics
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ioc_core.db import migrate
+from tests.conftest import ADMIN_URL, ingest_subscribed
+from tests.support import Broker, Service, free_port, publish_all, publisher, wait_until
+
+SENSORS = 1000
+
+
+def single_messages(n: int, tag: str) -> list[tuple[str, bytes]]:
+    start = datetime.now(UTC) - timedelta(minutes=2)
+    return [
+        (
+            f"ioc/v1/sensors/{tag}-{i % SENSORS}/readings",
+            orjson.dumps({"ts": (start + timedelta(microseconds=i)).isoformat(), "values": {"pm25": i % 500}}),
+        )
+        for i in range(n)
+    ]
+
+
+def gateway_messages(n: int, tag: str) -> tuple[list[tuple[str, bytes]], list[tuple]]:
+    """n messages of 100 readings, and the same readings as rows for the COPY baseline."""
+    start = datetime.now(UTC) - timedelta(minutes=2)
+    messages, rows = [], []
+    for m in range(n):
+        items = []
+        for k in range(100):
+            ts = start + timedelta(microseconds=m * 100 + k)
+            sensor = f"{tag}-{(m * 100 + k) % SENSORS}"
+            items.append({"sensor_id": sensor, "ts": ts.isoformat(), "values": {"pm25": k}})
+            rows.append((ts, f"copy-{sensor}", "pm25", float(k)))
+        messages.append((f"ioc/v1/gateways/gw-{m % 50}/readings", orjson.dumps(items)))
+    return messages, rows
+
+
+class BareSubscriber:
+    """Only counts messages, acknowledging them as paho does by default: the broker-side ceiling."""
+
+    def __init__(self, port: int, topic: str):
+        self.port, self.topic, self.count, self.done = port, topic, 0, threading.Event()
+        self.client_id = f"bare-{uuid.uuid4().hex[:8]}"
+
+    def _client(self) -> paho.Client:
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv5)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        props.ReceiveMaximum = 20000
+        client.connect("127.0.0.1", self.port, clean_start=False, properties=props)
+        return client
+
+    def create_session(self) -> None:
+        client = self._client()
+        client.subscribe(self.topic, qos=1)
+        client.loop_start()
+        time.sleep(0.3)
+        client.disconnect()
+        client.loop_stop()
+
+    def drain(self, expected: int) -> float:
+        def on_message(c, u, m) -> None:
+            self.count += 1
+            if self.count >= expected:
+                self.done.set()
+
+        client = self._client()
+        client.on_message = on_message
+        started = time.perf_counter()
+        client.loop_start()
+        self.done.wait(300)
+        elapsed = time.perf_counter() - started
+        client.disconnect()
+        client.loop_stop()
+        return expected / elapsed
+
+
+def count_rows(url: str, like: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM readings WHERE sensor_id LIKE %s", (like,)).fetchone()[0]
+
+
+def start_workers(env: dict[str, str], workers: int) -> list[tuple[Service, int]]:
+    base = free_port()
+    started = []
+    for w in range(1, workers + 1):
+        started.append(
+            (Service("ingest", {**env, "IOC_INGEST_METRICS_PORT": str(base)}, "--worker", str(w)).start(), base + w - 1)
+        )
+    for _, port in started:
+        wait_until(lambda p=port: ingest_subscribed(p), timeout=30, what="ingest subscribed")
+    return started
+
+
+def forget_sessions(port: int, workers: int) -> None:
+    """End the workers' persistent sessions, so that no absent member keeps a share of the stream."""
+    for w in range(1, workers + 1):
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"ioc-ingest-{w}", protocol=paho.MQTTv5)
+        client.connect("127.0.0.1", port, clean_start=True)
+        client.loop_start()
+        time.sleep(0.2)
+        client.disconnect()
+        client.loop_stop()
+
+
+def ingest_drain(env: dict[str, str], broker: Broker, url: str, workers: int, messages, rows: int, like: str) -> float:
+    """Queue the messages while the workers are away, then time them storing all of it."""
+    for service, _ in start_workers(env, workers):  # creates the persistent sessions
+        service.stop()
+    client = publisher(broker.port)
+    publish_all(client, messages, timeout=600)
+    client.disconnect()
+    started = time.perf_counter()
+    running = start_workers(env, workers)
+    wait_until(lambda: count_rows(url, like) >= rows, timeout=600, interval=0.02, what="all rows")
+    elapsed = time.perf_counter() - started
+    for service, _ in running:
+        service.stop()
+    forget_sessions(broker.port, workers)
+    return rows / elapsed
+
+
+def raw_copy(url: str, rows: list[tuple]) -> float:
+    with psycopg.connect(url) as conn:
+        started = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy("COPY readings (time, sensor_id, metric, value) FROM STDIN (FORMAT BINARY)") as cp,
+        ):
+            cp.set_types(["timestamptz", "text", "text", "float8"])
+            for row in rows:
+                cp.write_row(row)
+        conn.commit()
+        return len(rows) / (time.perf_counter() - started)
+
+
+def latency(env: dict[str, str], broker: Broker, url: str, rate: int, seconds: float) -> tuple[float, float, int]:
+    """p50 and p99 (ms) from publish to commit at a steady rate."""
+    running = start_workers(env, 1)
+    client = publisher(broker.port)
+    n = int(rate * seconds)
+    started = time.perf_counter()
+    for i in range(n):
+        while time.perf_counter() < started + i / rate:
+            time.sleep(0.0005)
+        payload = orjson.dumps({"ts": datetime.now(UTC).isoformat(), "values": {"level": i}})
+        client.publish(f"ioc/v1/sensors/lat-{i % SENSORS}/readings", payload, qos=1)
+    wait_until(lambda: count_rows(url, "lat-%") >= n, timeout=120, what="latency rows")
+    client.disconnect()
+    running[0][0].stop()
+    with psycopg.connect(url) as conn:
+        delays = [
+            r[0]
+            for r in conn.execute(
+                "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - time) * 1000"
+                " FROM readings WHERE sensor_id LIKE 'lat-%'"
+            )
+        ]
+    q = statistics.quantiles(delays, n=100)
+    return q[49], q[98], len(delays)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000, help="single-reading messages")
+    parser.add_argument("--gateway-messages", type=int, default=2_000, help="gateway messages of 100 readings")
+    parser.add_argument("--rate", type=int, default=2_000, help="messages/s for the latency run")
+    parser.add_argument("--seconds", type=float, default=15, help="duration of the latency run")
+    parser.add_argument("--workers", type=int, default=2, help="ingest workers for the throughput runs")
+    args = parser.parse_args()
+
+    name = f"ioc_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    broker = Broker()
+    broker.start()
+    try:
+        migrate(url)
+        env = {
+            "IOC_DATABASE_URL": url,
+            "IOC_MQTT_URL": broker.url,
+            "IOC_LOG_LEVEL": "WARNING",
+            "IOC_ROLLUP_INTERVAL_S": "15",
+        }
+        print(
+            f"ingest benchmark: {args.messages:,} single-reading messages, {args.gateway_messages:,} gateway messages"
+        )
+
+        singles = single_messages(args.messages, "one")
+        bare = BareSubscriber(broker.port, "ioc/v1/sensors/+/readings")
+        bare.create_session()
+        client = publisher(broker.port)
+        publish_all(client, singles, timeout=600)
+        client.disconnect()
+        bare_rate = bare.drain(len(singles))
+        print(f"  bare paho subscriber (baseline), QoS 1:   {bare_rate:10,.0f} messages/s")
+        for workers in sorted({1, args.workers}):
+            rate = ingest_drain(
+                env, broker, url, workers, single_messages(args.messages, f"w{workers}"), args.messages, f"w{workers}-%"
+            )
+            print(
+                f"  ingest, {workers} worker(s), stored:          {rate:10,.0f} messages/s"
+                f"   ratio {rate / bare_rate:.2f}"
+            )
+
+        gateway, rows = gateway_messages(args.gateway_messages, "gw")
+        copy_rate = raw_copy(url, rows)
+        print(f"  raw binary COPY (baseline):              {copy_rate:10,.0f} readings/s")
+        for workers in sorted({1, args.workers}):
+            gateway, _ = gateway_messages(args.gateway_messages, f"g{workers}")
+            rate = ingest_drain(env, broker, url, workers, gateway, len(rows), f"g{workers}-%")
+            print(
+                f"  ingest, {workers} worker(s), gateway batches: {rate:10,.0f} readings/s"
+                f"   ratio {rate / copy_rate:.2f}"
+            )
+
+        p50, p99, n = latency(env, broker, url, args.rate, args.seconds)
+        print(
+            f"  latency publish -> commit at {args.rate:,} msg/s ({n:,} messages): p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
+    finally:
+        broker.remove()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
