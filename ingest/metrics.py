@@ -3,6 +3,10 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter("ioc_ingest_messages_total", "MQTT messages received", ["route"])
+# Children looked up once: labels() takes a lock, and this is counted per message.
+MESSAGES_BY_ROUTE = {
+    route: MESSAGES.labels(route) for route in ("readings", "gateway", "counts", "camera_event", "status", "unknown")
+}
 ROWS_WRITTEN = Counter("ioc_ingest_rows_written_total", "Readings stored (new rows)")
 DUPLICATES = Counter("ioc_ingest_duplicate_rows_total", "Readings already stored (redeliveries)")
 DEAD_LETTERS = Counter("ioc_ingest_dead_letters_total", "Rejected message parts", ["reason"])

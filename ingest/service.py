@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as paho
 import psycopg
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from ingest import metrics
@@ -64,8 +63,8 @@ class IngestService:
         self.store = ReadingStore(settings.database_url)
         self.registry = RegistryCache(settings.database_url, settings.ingest_registry_refresh_s)
         self.digest = LiveDigest(self.registry.unit_of)
-        self.client, self._address, self._connect_props = make_client(
-            settings.mqtt_url, f"{settings.ingest_client_id_prefix}-{worker}", persistent=True, manual_ack=True
+        self.client, self._address = make_client(
+            settings.mqtt_url, f"{settings.ingest_client_id_prefix}-{worker}", manual_ack=True
         )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -78,7 +77,7 @@ class IngestService:
             log.warning("broker refused the connection", extra={"reason": str(reason_code)})
             return
         self._generation += 1
-        client.subscribe([(topics.shared(t), SubscribeOptions(qos=1)) for t in SUBSCRIPTIONS])
+        client.subscribe([(topics.shared(t), 1) for t in SUBSCRIPTIONS])
         log.info("connected to broker", extra={"session_present": flags.session_present})
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
@@ -100,9 +99,7 @@ class IngestService:
     # The main thread.
     def run(self) -> None:
         self.registry.refresh_if_due()
-        self.client.connect_async(
-            self._address.host, self._address.port, keepalive=30, clean_start=False, properties=self._connect_props
-        )
+        self.client.connect_async(self._address.host, self._address.port, keepalive=30)
         self.client.loop_start()
         threading.Thread(target=self._publish_digests, name="digest", daemon=True).start()
         maintenance = Maintenance(
@@ -163,7 +160,7 @@ class IngestService:
         msg = item.message
         topic, payload = msg.topic, msg.payload
         where = route(topic)
-        metrics.MESSAGES.labels(where.kind if where else "unknown").inc()
+        metrics.MESSAGES_BY_ROUTE[where.kind if where else "unknown"].inc()
         if where is None:
             self._dead_letter(batch, item, payload, ["unknown_topic: no v1 route takes this topic"])
             return

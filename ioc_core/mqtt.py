@@ -4,8 +4,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,31 +22,22 @@ def parse_url(url: str) -> BrokerAddress:
     return BrokerAddress(parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password)
 
 
-def make_client(
-    url: str,
-    client_id: str,
-    *,
-    persistent: bool = False,
-    manual_ack: bool = False,
-    receive_maximum: int = 20000,
-) -> tuple[paho.Client, BrokerAddress, Properties]:
-    """An MQTT 5 paho client and the CONNECT properties to pass to ``connect``.
+def make_client(url: str, client_id: str, *, manual_ack: bool = False) -> tuple[paho.Client, BrokerAddress]:
+    """A paho client that keeps a persistent session, for consumers that must lose nothing.
 
-    ``persistent``: the broker keeps the session (subscriptions and queued QoS 1 messages) for a
-    week while the client is away, so a restart loses nothing.
+    MQTT 3.1.1 with ``clean_session=False``: the broker keeps the subscriptions and queued QoS 1
+    messages while the client is away (Mosquitto: ``persistent_client_expiration``). Decoding a
+    3.1.1 PUBLISH skips MQTT 5's property parsing, a quarter of paho's time per message.
     """
     address = parse_url(url)
     client = paho.Client(
         paho.CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=paho.MQTTv5,
+        protocol=paho.MQTTv311,
+        clean_session=False,
         manual_ack=manual_ack,
     )
     if address.username:
         client.username_pw_set(address.username, address.password)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
-    props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = receive_maximum
-    if persistent:
-        props.SessionExpiryInterval = 7 * 24 * 3600
-    return client, address, props
+    return client, address
