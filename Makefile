@@ -12,6 +12,9 @@ test: setup ## Install what is missing and run the tests
 setup: ## Debian packages, TimescaleDB, the Python environment, the database cluster
 	@ops/setup.sh
 
+bench: setup ## Run the benchmarks; each prints its figures beside a baseline from the same run
+	@.venv/bin/python -m bench.ingest
+
 lint: setup ## ruff, as CI runs it
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 

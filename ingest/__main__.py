@@ -12,6 +12,11 @@ from ioc_core.settings import get_settings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--worker", type=int, default=1, help="worker number: client id and metrics port follow it")
+    parser.add_argument(
+        "--retire",
+        action="store_true",
+        help="store this worker's remaining share, leave the share group, end its session and exit",
+    )
     args = parser.parse_args()
     settings = get_settings()
     log = setup_logging(settings, "ingest")
@@ -21,7 +26,7 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
     log.info("metrics and readiness served", extra={"url": f"http://127.0.0.1:{metrics_port}/metrics"})
-    service.run()
+    service.run(retire=args.retire)
 
 
 if __name__ == "__main__":

@@ -60,12 +60,13 @@ class IngestService:
         self.connected = threading.Event()
         self._inbox: queue.SimpleQueue[Received] = queue.SimpleQueue()
         self._generation = 0
+        self._last_received = time.monotonic()
+        self._leaving = False
         self.store = ReadingStore(settings.database_url)
         self.registry = RegistryCache(settings.database_url, settings.ingest_registry_refresh_s)
         self.digest = LiveDigest(self.registry.unit_of)
-        self.client, self._address = make_client(
-            settings.mqtt_url, f"{settings.ingest_client_id_prefix}-{worker}", manual_ack=True
-        )
+        self.client_id = f"{settings.ingest_client_id_prefix}-{worker}"
+        self.client, self._address = make_client(settings.mqtt_url, self.client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
@@ -77,6 +78,8 @@ class IngestService:
             log.warning("broker refused the connection", extra={"reason": str(reason_code)})
             return
         self._generation += 1
+        if self._leaving:
+            return
         client.subscribe([(topics.shared(t), 1) for t in SUBSCRIPTIONS])
         log.info("connected to broker", extra={"session_present": flags.session_present})
 
@@ -94,10 +97,12 @@ class IngestService:
             log.warning("disconnected from broker", extra={"reason": str(reason_code)})
 
     def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        self._last_received = time.monotonic()
         self._inbox.put(Received(self._generation, message, datetime.now(UTC)))
 
     # The main thread.
-    def run(self) -> None:
+    def run(self, retire: bool = False) -> None:
+        """Consume until stopped; ``retire``: drain this worker's share, then end its session."""
         self.registry.refresh_if_due()
         self.client.connect_async(self._address.host, self._address.port, keepalive=30)
         self.client.loop_start()
@@ -110,14 +115,50 @@ class IngestService:
         )
         threading.Thread(target=maintenance.run, name="maintenance", daemon=True).start()
         log.info("ingest started", extra={"broker": f"{self._address.host}:{self._address.port}"})
+        drained = False
         try:
+            if retire:
+                drained = self._drain_and_leave()
             while not self.stopping.is_set():
                 self._process_one_batch()
         finally:
             self.client.disconnect()
             self.client.loop_stop()
             self.store.close()
-            log.info("ingest stopped")
+            if drained:
+                self._end_session()
+            log.info("ingest stopped", extra={"retired": drained})
+
+    def _drain_and_leave(self) -> bool:
+        """Mosquitto keeps giving an absent member of a share group its share, so a worker that
+        will not come back leaves the group: it stores what it holds, unsubscribes, stores what
+        was still on its way, and then its session can end without losing a message."""
+        if not self.connected.wait(30):
+            return False
+        self._process_until_idle(3.0)
+        self._leaving = True
+        unsubscribed = threading.Event()
+        self.client.on_unsubscribe = lambda *args: unsubscribed.set()
+        self.client.unsubscribe([topics.shared(t) for t in SUBSCRIPTIONS])
+        if not unsubscribed.wait(10):
+            return False
+        self._process_until_idle(2.0)
+        self.stopping.set()
+        return True
+
+    def _process_until_idle(self, idle_s: float) -> None:
+        while not self.stopping.is_set() and time.monotonic() - self._last_received < idle_s:
+            self._process_one_batch()
+
+    def _end_session(self) -> None:
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
+        client.connect(self._address.host, self._address.port)
+        client.loop_start()
+        deadline = time.monotonic() + 5
+        while not client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.disconnect()
+        client.loop_stop()
 
     def stop(self) -> None:
         self.stopping.set()

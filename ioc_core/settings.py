@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     ingest_client_id_prefix: str = Field(
         "ioc-ingest", description="Worker N connects as PREFIX-N: a fixed id keeps its persistent session."
     )
-    ingest_batch_size: int = Field(5000, gt=0, description="Rows that trigger a flush.")
+    ingest_batch_size: int = Field(10000, gt=0, description="Rows that trigger a flush.")
     ingest_batch_max_age_ms: int = Field(100, gt=0, description="Oldest row age that triggers a flush.")
     ingest_max_message_bytes: int = Field(
         256 * 1024, gt=0, description="Larger messages become dead letters (the broker refuses 4 MiB)."

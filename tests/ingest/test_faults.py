@@ -139,3 +139,28 @@ def test_two_workers_share_the_stream_and_store_each_message_once(
     second.stop()
     assert stored(database_url, "share") == (10_000, 10_000)
     assert sum(taken) == 10_000 and min(taken) > 1_000, taken
+
+
+def test_a_retired_worker_leaves_no_share_behind(
+    own_broker: Broker, service_env: dict[str, str], database_url: str
+) -> None:
+    first, _ = start_worker(service_env, own_broker, worker=1)
+    second, second_port = start_worker(service_env, own_broker, worker=2)
+    publish_in_background(own_broker, load("retire-a", 5_000)).join(120)
+    second.stop()  # away, its session still holds a share of whatever comes next
+    retiring = Service(
+        "ingest",
+        {**service_env, "IOC_MQTT_URL": own_broker.url, "IOC_INGEST_METRICS_PORT": str(second_port - 1)},
+        "--worker",
+        "2",
+        "--retire",
+    ).start()
+    publish_in_background(own_broker, load("retire-b", 5_000)).join(120)
+    assert retiring.process.wait(60) == 0
+    assert '"retired":true' in retiring.log()
+    # After it left, everything goes to the worker that stays.
+    publish_in_background(own_broker, load("retire-c", 5_000)).join(120)
+    for prefix in ("retire-a", "retire-b", "retire-c"):
+        wait_until(lambda p=prefix: stored(database_url, p)[0] >= 5_000, timeout=60, what=f"{prefix} stored")
+        assert stored(database_url, prefix) == (5_000, 5_000)
+    first.stop()
