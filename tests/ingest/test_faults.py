@@ -164,3 +164,22 @@ def test_a_retired_worker_leaves_no_share_behind(
         wait_until(lambda p=prefix: stored(database_url, p)[0] >= 5_000, timeout=60, what=f"{prefix} stored")
         assert stored(database_url, prefix) == (5_000, 5_000)
     first.stop()
+
+
+def test_unknown_sensors_are_dead_letters_when_the_setting_says_reject(
+    own_broker: Broker, service_env: dict[str, str], database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO sensors (id, kind) VALUES ('known-1', 'air')")
+    worker, _ = start_worker({**service_env, "IOC_INGEST_UNKNOWN_SENSORS": "reject"}, own_broker)
+    client = publisher(own_broker.port)
+    body = b'{"values": {"pm25": 12}}'
+    publish_all(client, [("ioc/v1/sensors/stranger-1/readings", body), ("ioc/v1/sensors/known-1/readings", body)])
+    client.disconnect()
+    wait_until(lambda: stored(database_url, "known")[0] == 1, what="the known sensor's reading")
+    worker.stop()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT 1 FROM sensors WHERE id = 'stranger-1'").fetchall() == []
+        reasons = conn.execute("SELECT reason FROM dead_letters WHERE topic = 'ioc/v1/sensors/stranger-1/readings'")
+        assert reasons.fetchall() == [("unknown_sensor: sensor 'stranger-1' is not registered",)]
+    assert stored(database_url, "stranger") == (0, 0)
