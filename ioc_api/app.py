@@ -9,9 +9,10 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 
+from ioc_api import problems
 from ioc_api.bus import LiveBus
 from ioc_api.live import LiveHub
-from ioc_api.routes import health, live, units
+from ioc_api.routes import alerts, auth, dead_letters, events, health, live, readings, registry, units
 from ioc_core.settings import REPO_ROOT, Settings, get_settings
 
 DASHBOARDS_DIR = REPO_ROOT / "dashboards"
@@ -28,24 +29,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.open(wait=False)
         hub = LiveHub()
         bus = LiveBus(settings.mqtt_url, hub)
-        bus_task = asyncio.create_task(bus.run(), name="live-bus")
-        app.state.pool, app.state.hub, app.state.bus = pool, hub, bus
+        tasks = [asyncio.create_task(bus.run(), name="live-bus"), asyncio.create_task(hub.run_ticker(), name="ticker")]
+        app.state.pool, app.state.hub, app.state.bus, app.state.settings = pool, hub, bus, settings
         try:
             yield
         finally:
-            bus_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await bus_task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await pool.close()
 
     app = FastAPI(
         title="IOC API",
         version="1",
         summary="REST and live WebSocket of the city's Intelligent Operations Centre.",
+        description=(
+            "Authenticate with `POST /api/v1/auth/login` (or a service token from `python -m ioc_api.cli`) and send "
+            "`Authorization: Bearer <token>`. Ward operators see only their units. Errors are "
+            "`application/problem+json`. The live WebSocket `/ws` is described in docs/live-protocol.md."
+        ),
         lifespan=lifespan,
     )
+    problems.install(app)
     app.include_router(health.router)
-    app.include_router(units.router, prefix="/api/v1")
+    for module in (auth, units, registry, readings, events, alerts, dead_letters):
+        app.include_router(module.router, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")
     return app

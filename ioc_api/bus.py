@@ -8,11 +8,12 @@ import logging
 import uuid
 
 import aiomqtt
-import orjson
 
 from ioc_api.live import LiveHub
 from ioc_core import topics
+from ioc_core.events import Event
 from ioc_core.mqtt import parse_url
+from ioc_core.units import CITY_ID
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,7 @@ class LiveBus:
         self._address = parse_url(url)
         self._hub = hub
         self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
 
     async def run(self) -> None:
         delay = 1.0
@@ -37,28 +39,37 @@ class LiveBus:
                     keepalive=15,
                 ) as client:
                     await client.subscribe(topics.LIVE_ALL, qos=1)
+                    self._client = client
                     self.connected.set()
                     delay = 1.0
                     log.info("subscribed to live topics")
                     async for message in client.messages:
                         self._dispatch(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
+                self._client = None
                 self.connected.clear()
                 log.warning("broker connection lost, retrying", extra={"error": str(exc), "retry_in_s": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def publish_event(self, event: Event) -> None:
+        """Push a stored event to every API node's screens. If the broker is away, the event is
+        still stored, and screens that reconnect with ``since`` receive it."""
+        client = self._client
+        if client is None:
+            log.warning("event stored but not pushed: broker unreachable", extra={"event_id": event.id})
+            return
+        try:
+            await client.publish(topics.live(event.unit_id or CITY_ID, event.kind), event.to_json(), qos=1)
+        except aiomqtt.MqttError as exc:
+            log.warning("event stored but not pushed", extra={"event_id": event.id, "error": str(exc)})
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         levels = topics.split(topic)
         if len(levels) != 3 or levels[0] != "live":
             return
         unit_id, kind = levels[1], levels[2]
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            log.warning("unreadable live message", extra={"topic": topic})
-            return
         if kind == "values":
-            self._hub.values(unit_id, body)
+            self._hub.values(unit_id, payload)
         else:
-            self._hub.event(unit_id, body)
+            self._hub.event(unit_id, payload)

@@ -1,40 +1,84 @@
-"""Fan-out of live events and value digests to WebSocket clients.
+"""Fan-out of live events and values to WebSocket clients.
 
-Each client has one bounded queue and one send task, so a slow or stalled client never delays the
-others: a message is encoded once and put on every matching queue without waiting.
+Every client has its own bounded outbox and its own send task, so a slow or stalled client never
+delays the others: the hub only appends to outboxes, it never waits on a socket. Messages are
+encoded once and shared: an event's bytes go to every client that wants it; values are
+coalesced per unit over a second, encoded once per unit, and joined per client.
+
+A client that falls behind loses values first (its unsent values message is replaced by the
+next one, which holds the newer values); when its events fill the outbox, it is closed with
+``TOO_SLOW`` and reconnects with ``since`` to catch up from the database.
 """
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 
 import orjson
 
+from ioc_core.events import SEVERITIES
+
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 1000
+OUTBOX_EVENTS = 1000
+VALUES_PERIOD_S = 1.0
+HEARTBEAT_S = 15.0
+# WebSocket close codes (documented in docs/live-protocol.md).
+UNAUTHORIZED = 4401
+FORBIDDEN = 4403
+TOO_SLOW = 4008
 
 
 @dataclass(eq=False)
 class LiveClient:
-    units: frozenset[str] | None = None  # None: every unit
+    units: frozenset[str] | None = None  # None: every unit (city roles only)
+    kinds: tuple[str, ...] | None = None  # exact kinds, or prefixes ending with a dot
+    min_rank: int = 0
     values: bool = True
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
-    dropped: int = 0
+    events: deque[bytes] = field(default_factory=deque)
+    values_message: bytes | None = None
+    heartbeat: bool = False
+    too_slow: bool = False
+    replaying: bool = False
+    held: list[tuple[int, bytes]] = field(default_factory=list)  # live events during a replay
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    sender: asyncio.Task | None = None
 
-    def wants(self, unit_id: str) -> bool:
+    def wants_unit(self, unit_id: str) -> bool:
         return self.units is None or unit_id in self.units
 
-    def offer(self, message: bytes) -> None:
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.dropped += 1
+    def wants_event(self, unit_id: str, kind: str, rank: int) -> bool:
+        if rank < self.min_rank or not self.wants_unit(unit_id):
+            return False
+        return self.kinds is None or any(kind == k or (k.endswith(".") and kind.startswith(k)) for k in self.kinds)
+
+    def push_event(self, event_id: int, message: bytes) -> None:
+        if self.replaying:
+            self.held.append((event_id, message))
+            if len(self.held) > OUTBOX_EVENTS:
+                self.too_slow = True
+        elif len(self.events) >= OUTBOX_EVENTS:
+            self.values_message = None  # values go first
+            self.too_slow = True
+        else:
+            self.events.append(message)
+        self.wake.set()
+
+    def end_replay(self, replayed: set[int]) -> None:
+        """Live events held during the replay follow it, without those it already sent."""
+        for event_id, message in self.held:
+            if event_id not in replayed:
+                self.events.append(message)
+        self.held.clear()
+        self.replaying = False
+        self.wake.set()
 
 
 class LiveHub:
     def __init__(self) -> None:
         self.clients: set[LiveClient] = set()
+        self._values: dict[str, dict[tuple[str, str], dict]] = {}  # unit -> (sensor, metric) -> value
 
     def add(self, client: LiveClient) -> None:
         self.clients.add(client)
@@ -42,16 +86,64 @@ class LiveHub:
     def remove(self, client: LiveClient) -> None:
         self.clients.discard(client)
 
-    def values(self, unit_id: str, digest: dict) -> None:
-        """A unit's digest of changed values (from ingest, once a second)."""
-        message = orjson.dumps({"type": "values", "unit_id": unit_id, "values": digest.get("values", [])})
+    def event(self, unit_id: str, payload: bytes) -> None:
+        """A stored event from a live topic: its JSON is passed through, not re-encoded."""
+        try:
+            head = orjson.loads(payload)
+            event_id, kind, rank = int(head["id"]), head["kind"], SEVERITIES.index(head["severity"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("unreadable live event", extra={"unit_id": unit_id})
+            return
+        message = b'{"type":"event","event":' + payload + b"}"
         for client in self.clients:
-            if client.values and client.wants(unit_id):
-                client.offer(message)
+            if client.wants_event(unit_id, kind, rank):
+                client.push_event(event_id, message)
 
-    def event(self, unit_id: str, event: dict) -> None:
-        """A stored event, with its id."""
-        message = orjson.dumps({"type": "event", "event": event})
+    def values(self, unit_id: str, digest: bytes) -> None:
+        """A unit's digest of changed values; kept until the next tick, newest per sensor metric."""
+        try:
+            items = orjson.loads(digest)["values"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("unreadable values digest", extra={"unit_id": unit_id})
+            return
+        pending = self._values.setdefault(unit_id, {})
+        for item in items:
+            item["unit_id"] = unit_id
+            pending[(item["sensor_id"], item["metric"])] = item
+
+    def tick(self) -> None:
+        """Once a second: each unit's values encoded once, joined into one message per client."""
         for client in self.clients:
-            if client.wants(unit_id):
-                client.offer(message)
+            if client.too_slow and client.sender is not None and not client.sender.done():
+                client.sender.cancel()  # it may be stuck in a send to a stalled socket
+        pending, self._values = self._values, {}
+        if not pending:
+            return
+        fragments = {unit: orjson.dumps(list(values.values()))[1:-1] for unit, values in pending.items()}
+        everything = None
+        for client in self.clients:
+            if not client.values:
+                continue
+            if client.units is None:
+                everything = everything or b",".join(fragments.values())
+                body = everything
+            else:
+                body = b",".join(fragments[u] for u in client.units if u in fragments)
+            if body:
+                client.values_message = b'{"type":"values","values":[' + body + b"]}"
+                client.wake.set()
+
+    def beat(self) -> None:
+        for client in self.clients:
+            client.heartbeat = True
+            client.wake.set()
+
+    async def run_ticker(self) -> None:
+        beats_every = int(HEARTBEAT_S / VALUES_PERIOD_S)
+        n = 0
+        while True:
+            await asyncio.sleep(VALUES_PERIOD_S)
+            self.tick()
+            n += 1
+            if n % beats_every == 0:
+                self.beat()

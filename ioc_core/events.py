@@ -36,23 +36,56 @@ class Event(BaseModel):
         return orjson.dumps(self.model_dump(mode="json"))
 
 
-def insert_event(cur, event: Event) -> Event:
-    """Store an event in ``events`` and return it with its id (inside the caller's transaction)."""
+_INSERT = (
+    "INSERT INTO events (time, kind, severity, unit_id, source_type, source_id, lat, lon, title, data)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id"
+)
+# The columns, in order, that ``from_row`` reads.
+COLUMNS = "id, time, kind, severity, unit_id, source_type, source_id, lat, lon, title, data"
+
+
+def _params(event: Event) -> tuple:
     loc = event.location
-    row = cur.execute(
-        "INSERT INTO events (time, kind, severity, unit_id, source_type, source_id, lat, lon, title, data)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (
-            event.time,
-            event.kind,
-            event.severity,
-            event.unit_id,
-            event.source.type,
-            event.source.id,
-            loc.lat if loc else None,
-            loc.lon if loc else None,
-            event.title,
-            Jsonb(event.data),
-        ),
-    ).fetchone()
-    return event.model_copy(update={"id": row[0]})
+    return (
+        event.time,
+        event.kind,
+        event.severity,
+        event.unit_id,
+        event.source.type,
+        event.source.id,
+        loc.lat if loc else None,
+        loc.lon if loc else None,
+        event.title,
+        Jsonb(event.data),
+    )
+
+
+def insert_event(cur, event: Event) -> Event:
+    """Store an event and return it with its id (inside the caller's transaction)."""
+    return event.model_copy(update={"id": cur.execute(_INSERT, _params(event)).fetchone()[0]})
+
+
+async def insert_event_async(conn, event: Event) -> Event:
+    cur = await conn.execute(_INSERT, _params(event))
+    return event.model_copy(update={"id": (await cur.fetchone())[0]})
+
+
+def from_row(row: tuple) -> Event:
+    """An event from a row of ``SELECT {COLUMNS} FROM events``."""
+    id_, time, kind, severity, unit_id, source_type, source_id, lat, lon, title, data = row
+    return Event(
+        id=id_,
+        time=time,
+        kind=kind,
+        severity=severity,
+        unit_id=unit_id,
+        source=Source(type=source_type, id=source_id),
+        location=Location(lat=lat, lon=lon) if lat is not None and lon is not None else None,
+        title=title,
+        data=data,
+    )
+
+
+def severity_at_least(minimum: str) -> list[str]:
+    """The severities at or above ``minimum``, for SQL ``severity = ANY(...)``."""
+    return list(SEVERITIES[SEVERITIES.index(minimum) :])

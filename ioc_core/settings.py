@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1884", description="Broker URL: mqtt://[user:password@]host:port.")
     api_host: str = Field("127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(8080, description="Port the API listens on.")
+    session_hours: float = Field(12, gt=0, description="Lifetime of a login's token (a shift).")
+    snapshot_dir: Path = Field(REPO_ROOT / "var" / "snapshots", description="Where camera snapshots are saved.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field("json", description="Structured log lines.")
     shared_dir: Path = Field(

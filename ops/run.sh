@@ -6,6 +6,7 @@ source ops/common.sh
 export IOC_INGEST_WORKERS=${IOC_INGEST_WORKERS:-1}
 mkdir -p var
 .venv/bin/python -m ioc_core migrate
+.venv/bin/python -m ioc_api.cli bootstrap
 port=${IOC_API_PORT:-8080}
 cat <<TXT
 

@@ -50,8 +50,14 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="session")
-def service_env(database_url: str, broker: Broker) -> dict[str, str]:
+def snapshot_dir(tmp_path_factory: pytest.TempPathFactory):
+    return tmp_path_factory.mktemp("snapshots")
+
+
+@pytest.fixture(scope="session")
+def service_env(database_url: str, broker: Broker, snapshot_dir) -> dict[str, str]:
     return {
+        "IOC_SNAPSHOT_DIR": str(snapshot_dir),
         "IOC_DATABASE_URL": database_url,
         "IOC_MQTT_URL": broker.url,
         "IOC_LOG_LEVEL": "INFO",
@@ -94,3 +100,22 @@ def api(service_env: dict[str, str]) -> Iterator[Service]:
     wait_until(healthy, timeout=20, what="API health")
     yield service
     service.stop()
+
+
+@pytest.fixture(scope="session")
+def tokens(database_url: str) -> dict[str, str]:
+    """A token per kind of caller; ward operators for Hải Châu and for Hòa Cường."""
+    from ioc_api.cli import create_token, create_user
+
+    people = {
+        "admin": ("admin", []),
+        "engineer": ("engineer", []),
+        "city": ("city_operator", []),
+        "hai_chau": ("ward_operator", ["hai-chau"]),
+        "hoa_cuong": ("ward_operator", ["hoa-cuong"]),
+        "public": ("public", []),
+    }
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for name, (role, units) in people.items():
+            create_user(conn, f"t-{name}", role, units, f"pw-{name}")
+        return {name: create_token(conn, f"t-{name}", "tests", 1) for name in people}

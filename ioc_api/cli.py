@@ -1,0 +1,128 @@
+"""``python -m ioc_api.cli``: users and tokens.
+
+user create USERNAME --role ROLE [--units hai-chau,hoa-cuong]   (password read from stdin or prompted)
+user list
+user disable USERNAME
+token create USERNAME [--name NAME] [--days 365]                (prints the token once)
+token revoke TOKEN_ID
+bootstrap                                                       (first admin with a random password)
+"""
+
+import argparse
+import getpass
+import secrets
+import sys
+from datetime import timedelta
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from ioc_api.security import ROLES, digest, hash_password
+from ioc_core.settings import get_settings
+
+
+def _connect() -> psycopg.Connection:
+    return psycopg.connect(get_settings().database_url, autocommit=True)
+
+
+def _audit(conn: psycopg.Connection, action: str, target: str, details: dict) -> None:
+    conn.execute(
+        "INSERT INTO audit_log (actor, action, target, details) VALUES ('cli', %s, %s, %s)",
+        (action, target, Jsonb(details)),
+    )
+
+
+def create_user(conn: psycopg.Connection, username: str, role: str, units: list[str], password: str | None) -> int:
+    if role not in ROLES:
+        raise SystemExit(f"role must be one of {', '.join(ROLES)}")
+    if role == "ward_operator" and not units:
+        raise SystemExit("a ward operator needs --units")
+    unknown = [u for u in units if not conn.execute("SELECT 1 FROM units WHERE id = %s", (u,)).fetchone()]
+    if unknown:
+        raise SystemExit(f"unknown units: {', '.join(unknown)}")
+    row = conn.execute(
+        "INSERT INTO users (username, password_hash, role, units) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (username) DO NOTHING RETURNING id",
+        (username, hash_password(password) if password else None, role, units),
+    ).fetchone()
+    if row is None:
+        raise SystemExit(f"user {username!r} exists")
+    _audit(conn, "user.create", username, {"role": role, "units": units})
+    return row[0]
+
+
+def create_token(conn: psycopg.Connection, username: str, name: str | None, days: float) -> str:
+    row = conn.execute("SELECT id FROM users WHERE username = %s", (username,)).fetchone()
+    if row is None:
+        raise SystemExit(f"no user {username!r}")
+    token = "ioc_" + secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO api_tokens (user_id, digest, kind, name, expires_at) VALUES (%s, %s, 'service', %s, now() + %s)",
+        (row[0], digest(token), name, timedelta(days=days)),
+    )
+    _audit(conn, "token.create", username, {"name": name, "days": days})
+    return token
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.no_password:
+        return None
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n") or None
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise SystemExit("the passwords differ")
+    return first
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m ioc_api.cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    user = sub.add_parser("user").add_subparsers(dest="action", required=True)
+    create = user.add_parser("create")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--units", default="", help="comma-separated unit ids (ward operators)")
+    create.add_argument("--no-password", action="store_true", help="a service account: tokens only")
+    user.add_parser("list")
+    disable = user.add_parser("disable")
+    disable.add_argument("username")
+    token = sub.add_parser("token").add_subparsers(dest="action", required=True)
+    tcreate = token.add_parser("create")
+    tcreate.add_argument("username")
+    tcreate.add_argument("--name")
+    tcreate.add_argument("--days", type=float, default=365)
+    revoke = token.add_parser("revoke")
+    revoke.add_argument("token_id", type=int)
+    sub.add_parser("bootstrap")
+    args = parser.parse_args()
+
+    with _connect() as conn:
+        match args.what, getattr(args, "action", None):
+            case "user", "create":
+                units = [u for u in args.units.split(",") if u]
+                user_id = create_user(conn, args.username, args.role, units, _password(args))
+                print(f"user {args.username} created (id {user_id})")
+            case "user", "list":
+                for row in conn.execute("SELECT id, username, role, units, disabled FROM users ORDER BY id"):
+                    print(*row, sep="\t")
+            case "user", "disable":
+                conn.execute("UPDATE users SET disabled = true WHERE username = %s", (args.username,))
+                _audit(conn, "user.disable", args.username, {})
+            case "token", "create":
+                print(create_token(conn, args.username, args.name, args.days))
+            case "token", "revoke":
+                conn.execute("UPDATE api_tokens SET revoked_at = now() WHERE id = %s", (args.token_id,))
+                _audit(conn, "token.revoke", str(args.token_id), {})
+            case "bootstrap", _:
+                if conn.execute("SELECT 1 FROM users LIMIT 1").fetchone():
+                    return
+                password = secrets.token_urlsafe(12)
+                create_user(conn, "admin", "admin", [], password)
+                print(f"  First start: user 'admin' created with password {password} (shown once).")
+
+
+if __name__ == "__main__":
+    main()

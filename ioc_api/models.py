@@ -1,0 +1,179 @@
+"""Request and response models of the REST API, with the examples shown in the OpenAPI."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ioc_core.events import Event
+
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class Login(BaseModel):
+    username: str = Field(examples=["hai-chau-room"])
+    password: str = Field(examples=["correct horse battery staple"])
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds.")
+    role: str
+    units: list[str] | None = Field(description="The units this token may see; null: every unit.")
+
+
+class MetricSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unit: str | None = Field(None, examples=["µg/m³"])
+    min: float | None = Field(None, description="Readings below are refused by ingest.")
+    max: float | None = Field(None, description="Readings above are refused by ingest.")
+
+
+class SensorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=DEVICE_ID_PATTERN, examples=["aq-hai-chau-01"])
+    kind: str = Field(examples=["air_quality"], max_length=64)
+    name: str | None = Field(None, examples=["Air quality, Hải Châu market"], max_length=200)
+    lat: float | None = Field(None, ge=-90, le=90, examples=[16.0678])
+    lon: float | None = Field(None, ge=-180, le=180, examples=[108.2208])
+    unit_id: str | None = Field(None, description="Omit to take the unit that holds (lat, lon).")
+    metrics: dict[str, MetricSpec] = Field(
+        default_factory=dict, examples=[{"pm25": {"unit": "µg/m³", "min": 0, "max": 1000}}]
+    )
+
+
+class SensorPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str | None = Field(None, max_length=64)
+    name: str | None = Field(None, max_length=200)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    unit_id: str | None = None
+    metrics: dict[str, MetricSpec] | None = None
+
+
+class Sensor(BaseModel):
+    id: str
+    kind: str
+    name: str | None
+    unit_id: str | None
+    lat: float | None
+    lon: float | None
+    metrics: dict[str, Any]
+    registered: bool = Field(description="false: seen on the bus, not yet registered by an engineer.")
+    status: str
+    last_seen: datetime | None
+
+
+class CameraIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=DEVICE_ID_PATTERN, examples=["cam-rong-bridge-01"])
+    name: str | None = Field(None, max_length=200, examples=["Rồng bridge, east end"])
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    unit_id: str | None = None
+    stream_url: str | None = Field(None, max_length=2000, examples=["rtsp://10.0.0.5/stream1"])
+    analytics: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Lines, zones and classes in normalized coordinates.",
+        examples=[
+            {"lines": [{"name": "northbound", "points": [[0.1, 0.6], [0.9, 0.6]]}], "classes": ["car", "motorcycle"]}
+        ],
+    )
+
+
+class CameraPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=200)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    unit_id: str | None = None
+    stream_url: str | None = Field(None, max_length=2000)
+    analytics: dict[str, Any] | None = None
+
+
+class Camera(BaseModel):
+    id: str
+    name: str | None
+    unit_id: str | None
+    lat: float | None
+    lon: float | None
+    stream_url: str | None
+    analytics: dict[str, Any]
+    status: str
+    last_seen: datetime | None
+
+
+class Bucket(BaseModel):
+    time: datetime
+    avg: float
+    min: float
+    max: float
+    last: float | None
+    count: int
+
+
+class Series(BaseModel):
+    sensor_id: str | None = None
+    unit_id: str | None = None
+    metric: str
+    bucket_seconds: int
+    source: Literal["readings", "readings_1m", "readings_1h"] = Field(description="The table that answered.")
+    buckets: list[Bucket]
+
+
+class EventPage(BaseModel):
+    events: list[Event]
+    next: int | None = Field(description="Pass as the cursor to get the following page; null at the end.")
+
+
+class Comment(BaseModel):
+    id: int
+    author: str
+    body: str
+    created_at: datetime
+
+
+class Alert(BaseModel):
+    id: int
+    rule_id: int | None
+    unit_id: str | None
+    source_type: str
+    source_id: str
+    metric: str | None
+    severity: str
+    state: Literal["open", "acknowledged", "resolved"]
+    title: str
+    lat: float | None
+    lon: float | None
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    escalation_level: int
+    last_value: float | None
+    peak_value: float | None
+    count: int
+    comments: list[Comment] = Field(default_factory=list)
+
+
+class AlertAction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str | None = Field(None, max_length=2000, examples=["Team sent to the pumping station."])
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=2000)
+
+
+class DeadLetter(BaseModel):
+    id: int
+    received_at: datetime
+    topic: str
+    reason: str
+    payload_size: int
+    payload_text: str = Field(description="The first 4 KiB, decoded as UTF-8 with replacements.")
