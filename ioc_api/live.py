@@ -7,11 +7,13 @@ coalesced per unit over a second, encoded once per unit, and joined per client.
 
 A client that falls behind loses values first (its unsent values message is replaced by the
 next one, which holds the newer values); when its events fill the outbox, it is closed with
-``TOO_SLOW`` and reconnects with ``since`` to catch up from the database.
+``TOO_SLOW`` as soon as its current send completes, and reconnects with ``since`` to catch up
+from the database. A client that reads nothing at all is closed by the WebSocket ping timeout.
 """
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 OUTBOX_EVENTS = 1000
 VALUES_PERIOD_S = 1.0
 HEARTBEAT_S = 15.0
+REPLAY_MEMORY_S = 60.0
 # WebSocket close codes (documented in docs/live-protocol.md).
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
@@ -42,8 +45,11 @@ class LiveClient:
     too_slow: bool = False
     replaying: bool = False
     held: list[tuple[int, bytes]] = field(default_factory=list)  # live events during a replay
+    # Ids a replay sent: their live copies can still be on their way after it (publish follows
+    # commit), and are dropped until REPLAY_MEMORY_S after the replay.
+    replayed: set[int] = field(default_factory=set)
+    replayed_at: float = 0.0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    sender: asyncio.Task | None = None
 
     def wants_unit(self, unit_id: str) -> bool:
         return self.units is None or unit_id in self.units
@@ -54,6 +60,8 @@ class LiveClient:
         return self.kinds is None or any(kind == k or (k.endswith(".") and kind.startswith(k)) for k in self.kinds)
 
     def push_event(self, event_id: int, message: bytes) -> None:
+        if event_id in self.replayed:
+            return
         if self.replaying:
             self.held.append((event_id, message))
             if len(self.held) > OUTBOX_EVENTS:
@@ -71,6 +79,7 @@ class LiveClient:
             if event_id not in replayed:
                 self.events.append(message)
         self.held.clear()
+        self.replayed, self.replayed_at = replayed, time.monotonic()
         self.replaying = False
         self.wake.set()
 
@@ -113,9 +122,10 @@ class LiveHub:
 
     def tick(self) -> None:
         """Once a second: each unit's values encoded once, joined into one message per client."""
+        now = time.monotonic()
         for client in self.clients:
-            if client.too_slow and client.sender is not None and not client.sender.done():
-                client.sender.cancel()  # it may be stuck in a send to a stalled socket
+            if client.replayed and now - client.replayed_at > REPLAY_MEMORY_S:
+                client.replayed = set()
         pending, self._values = self._values, {}
         if not pending:
             return

@@ -11,9 +11,11 @@ from tests.support import Broker, Service, publish_all, publisher, wait_until
 
 
 async def test_reading_is_stored_and_pushed_live(
-    broker: Broker, ingest: Service, api: Service, db: psycopg.Connection
+    broker: Broker, ingest: Service, api: Service, db: psycopg.Connection, tokens: dict[str, str]
 ) -> None:
     async with websockets.connect(f"ws://127.0.0.1:{api.port}/ws") as ws:
+        await ws.send(orjson.dumps({"type": "auth", "token": tokens["city"]}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "welcome"
         await ws.send(orjson.dumps({"type": "subscribe", "units": None, "values": True}).decode())
         assert orjson.loads(await ws.recv())["type"] == "subscribed"
 
@@ -35,5 +37,5 @@ async def test_reading_is_stored_and_pushed_live(
         [value] = [v for v in msg["values"] if v["sensor_id"] == "e2e-air-1"]
         assert (value["metric"], value["value"]) == ("pm25", 42.5)
         # An unknown sensor is registered as unregistered and reported under the city.
-        assert msg["unit_id"] == "danang"
+        assert value["unit_id"] == "danang"
         assert db.execute("SELECT registered FROM sensors WHERE id = 'e2e-air-1'").fetchone() == (False,)

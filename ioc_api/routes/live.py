@@ -56,9 +56,12 @@ async def _send_outbox(ws: WebSocket, client: LiveClient) -> None:
                 await ws.send_text(_frame({"type": "heartbeat", "time": time.time()}))
     finally:
         if client.too_slow:
-            with contextlib.suppress(Exception):
+            log.warning("closing a client that fell behind", extra={"queued_events": len(client.events)})
+            try:
                 async with asyncio.timeout(2):
                     await ws.close(TOO_SLOW, "too slow: reconnect with since")
+            except Exception as exc:
+                log.warning("close failed", extra={"error": repr(exc)})
 
 
 def _apply_subscription(client: LiveClient, principal: Principal, request: dict) -> str | None:
@@ -136,7 +139,7 @@ async def live_socket(ws: WebSocket) -> None:
             {"type": "welcome", "username": principal.username, "role": principal.role, "units": principal.units_filter}
         )
     )
-    client.sender = asyncio.create_task(_send_outbox(ws, client))
+    sender = asyncio.create_task(_send_outbox(ws, client))
     try:
         while True:
             try:
@@ -183,6 +186,6 @@ async def live_socket(ws: WebSocket) -> None:
         pass
     finally:
         hub.remove(client)
-        client.sender.cancel()
+        sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await client.sender
+            await sender

@@ -1,0 +1,240 @@
+"""The live WebSocket against the real broker, ingest, API and database."""
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+import time
+
+import orjson
+import psycopg
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from ioc_core import topics
+from tests.support import Broker, Service, publish_all, publisher
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def connect(api: Service, token: str | None, **subscription):
+    ws = await websockets.connect(f"ws://127.0.0.1:{api.port}/ws", max_queue=None)
+    if token is not None:
+        await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
+        assert orjson.loads(await ws.recv())["type"] == "welcome"
+    if subscription:
+        await ws.send(orjson.dumps({"type": "subscribe", **subscription}).decode())
+        reply = orjson.loads(await ws.recv())
+        assert reply["type"] == "subscribed", reply
+    return ws
+
+
+async def frames_until(ws, done, timeout: float = 10) -> list[dict]:
+    """Frames received until ``done(frames)`` holds."""
+    frames: list[dict] = []
+    async with asyncio.timeout(timeout):
+        while not done(frames):
+            frames.append(orjson.loads(await ws.recv()))
+    return frames
+
+
+def event_ids(frames: list[dict]) -> list[int]:
+    return [f["event"]["id"] for f in frames if f["type"] == "event"]
+
+
+def camera_events(camera: str, n: int, start: int = 0) -> list[tuple[str, bytes]]:
+    return [
+        (f"ioc/v1/cameras/{camera}/events", orjson.dumps({"event": "crowding", "title": f"crowd {start + i}"}))
+        for i in range(n)
+    ]
+
+
+class StalledClient:
+    """A WebSocket client on a raw socket that sends its requests and then reads nothing, with a
+    small receive buffer, so the server's sends to it back up as they would to a frozen screen."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(1)
+        assert response.startswith(b"HTTP/1.1 101")
+
+    def send(self, obj: dict) -> None:
+        payload, mask = orjson.dumps(obj), os.urandom(4)
+        header = (
+            bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(payload))
+            if len(payload) > 125
+            else bytes([0x81, 0x80 | len(payload)])
+        )
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def close_code(self, timeout: float = 20) -> int | None:
+        """Read what was buffered, frame by frame, up to the server's close frame: its code."""
+        self.sock.settimeout(timeout)
+        data, at = b"", 0
+        while True:
+            while len(data) - at >= 2:
+                opcode, length, start = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+                if length == 126:
+                    length, start = struct.unpack("!H", data[at + 2 : at + 4])[0], at + 4
+                elif length == 127:
+                    length, start = struct.unpack("!Q", data[at + 2 : at + 10])[0], at + 10
+                if len(data) < start + length:
+                    break
+                if opcode == 0x8:
+                    return struct.unpack("!H", data[start : start + 2])[0]
+                at = start + length
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                return None
+            if not chunk:
+                return None
+            data += chunk
+
+
+@pytest.fixture(scope="module")
+def cameras(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO cameras (id, unit_id) VALUES ('ws-cam-hc', 'hai-chau'), ('ws-cam-hcg', 'hoa-cuong')")
+    time.sleep(1.0)  # the registry refresh in tests is 0.5 s
+
+
+async def test_without_a_valid_token_the_socket_is_closed_4401(api: Service) -> None:
+    ws = await websockets.connect(f"ws://127.0.0.1:{api.port}/ws")
+    await ws.send('{"type": "auth", "token": "ioc_wrong"}')
+    with pytest.raises(ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd.code == 4401
+
+
+async def test_a_ward_operator_cannot_subscribe_to_another_unit(api: Service, tokens: dict[str, str]) -> None:
+    ws = await connect(api, tokens["hai_chau"])
+    await ws.send(orjson.dumps({"type": "subscribe", "units": ["hoa-cuong"]}).decode())
+    assert orjson.loads(await ws.recv())["type"] == "error"
+    with pytest.raises(ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd.code == 4403
+
+
+async def test_each_room_receives_its_own_units_events_only(
+    api: Service, ingest: Service, broker: Broker, tokens: dict[str, str], cameras: None
+) -> None:
+    ward = await connect(api, tokens["hai_chau"], units=None, values=False, kinds=["camera."])
+    city = await connect(api, tokens["city"], units=["hai-chau", "hoa-cuong"], values=False, kinds=["camera."])
+    client = publisher(broker.port)
+    publish_all(client, camera_events("ws-cam-hcg", 1) + camera_events("ws-cam-hc", 1))
+    client.disconnect()
+    city_frames = await frames_until(city, lambda fs: len(event_ids(fs)) >= 2)
+    ward_frames = await frames_until(ward, lambda fs: len(event_ids(fs)) >= 1)
+    await asyncio.sleep(0.5)  # anything else that was coming to the ward
+    assert {f["event"]["unit_id"] for f in city_frames if f["type"] == "event"} == {"hai-chau", "hoa-cuong"}
+    assert [f["event"]["unit_id"] for f in ward_frames if f["type"] == "event"] == ["hai-chau"]
+    await ward.close()
+    await city.close()
+
+
+async def test_replay_then_live_has_no_gap_and_no_duplicate(
+    api: Service, ingest: Service, broker: Broker, tokens: dict[str, str], cameras: None, database_url: str
+) -> None:
+    with psycopg.connect(database_url) as conn:
+        since = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+    client = publisher(broker.port)
+    publish_all(client, camera_events("ws-cam-hc", 300))  # missed while away
+    with psycopg.connect(database_url) as conn:
+        while conn.execute("SELECT count(*) FROM events WHERE id > %s", (since,)).fetchone()[0] < 300:
+            await asyncio.sleep(0.05)
+    # Reconnect with since, while more events keep coming.
+    more = asyncio.get_running_loop().run_in_executor(None, publish_all, client, camera_events("ws-cam-hc", 300, 300))
+    ws = await connect(api, tokens["hai_chau"], values=False, since=since, kinds=["camera."])
+    frames = await frames_until(ws, lambda fs: len(event_ids(fs)) >= 600, timeout=30)
+    await more
+    client.disconnect()
+    await asyncio.sleep(0.5)
+    ids = event_ids(frames)
+    with psycopg.connect(database_url) as conn:
+        stored = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM events WHERE id > %s AND unit_id = 'hai-chau' AND kind LIKE 'camera.%%' ORDER BY id",
+                (since,),
+            )
+        ]
+    assert len(ids) == len(set(ids)) == 600
+    assert sorted(ids) == stored
+    assert any(f.get("replay") for f in frames) and not all(f.get("replay") for f in frames if f["type"] == "event")
+    await ws.close()
+
+
+async def test_values_reach_the_units_rooms_once_a_second_at_most(
+    api: Service, ingest: Service, broker: Broker, tokens: dict[str, str], database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO sensors (id, kind, unit_id) VALUES ('ws-v-hc', 'air', 'hai-chau'),"
+            " ('ws-v-hcg', 'air', 'hoa-cuong')"
+        )
+    await asyncio.sleep(1.0)  # the registry refresh in tests is 0.5 s
+    ward = await connect(api, tokens["hai_chau"], values=True, kinds=[])
+    client = publisher(broker.port)
+    for i in range(20):
+        publish_all(
+            client,
+            [
+                (topics.sensor_readings("ws-v-hc"), orjson.dumps({"values": {"pm25": i}})),
+                (topics.sensor_readings("ws-v-hcg"), orjson.dumps({"values": {"pm25": i}})),
+            ],
+        )
+        await asyncio.sleep(0.1)
+    client.disconnect()
+    frames = await frames_until(
+        ward, lambda fs: any(v["value"] == 19 for f in fs if f["type"] == "values" for v in f["values"]), timeout=10
+    )
+    values = [v for f in frames if f["type"] == "values" for v in f["values"]]
+    assert {v["sensor_id"] for v in values} == {"ws-v-hc"}
+    # Two seconds of readings every 0.1 s arrive as a few coalesced updates, not twenty.
+    assert len([v for v in values if v["sensor_id"] == "ws-v-hc"]) <= 4
+    await ward.close()
+
+
+async def test_a_stalled_client_is_closed_4008_and_the_others_keep_up(
+    api: Service, broker: Broker, tokens: dict[str, str]
+) -> None:
+    stalled = StalledClient(api.port)
+    stalled.send({"type": "auth", "token": tokens["city"]})
+    stalled.send({"type": "subscribe", "values": False, "kinds": ["test."]})
+    reader = await connect(api, tokens["city"], values=False, kinds=["test."])
+    client = publisher(broker.port)
+    pad = "x" * 2_000
+    flood = [
+        (
+            topics.live("hai-chau", "test.flood"),
+            orjson.dumps(
+                {"id": 10_000_000 + i, "kind": "test.flood", "severity": "info", "unit_id": "hai-chau", "title": pad}
+            ),
+        )
+        for i in range(6000)
+    ]
+
+    def paced() -> None:  # bursts a healthy client absorbs; the stalled one's buffers fill up
+        for start in range(0, len(flood), 500):
+            publish_all(client, flood[start : start + 500])
+            time.sleep(0.25)
+
+    sending = asyncio.get_running_loop().run_in_executor(None, paced)
+    frames = await frames_until(reader, lambda fs: len(event_ids(fs)) >= 6000, timeout=60)
+    await sending
+    client.disconnect()
+    assert len(event_ids(frames)) == 6000
+    assert await asyncio.get_running_loop().run_in_executor(None, stalled.close_code) == 4008
+    await reader.close()
