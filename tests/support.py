@@ -1,9 +1,11 @@
 """Helpers for tests that run the real broker, database and services as processes."""
 
+import base64
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import paho.mqtt.client as paho
 
 from ioc_core.settings import REPO_ROOT
@@ -142,3 +145,55 @@ class Collector:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class StalledClient:
+    """A WebSocket client on a raw socket that sends its requests and then reads nothing, with a
+    small receive buffer, so the server's sends to it back up as they would to a frozen screen."""
+
+    def __init__(self, port: int):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(1)
+        assert response.startswith(b"HTTP/1.1 101")
+
+    def send(self, obj: dict) -> None:
+        payload, mask = orjson.dumps(obj), os.urandom(4)
+        header = (
+            bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(payload))
+            if len(payload) > 125
+            else bytes([0x81, 0x80 | len(payload)])
+        )
+        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def close_code(self, timeout: float = 20) -> int | None:
+        """Read what was buffered, frame by frame, up to the server's close frame: its code."""
+        self.sock.settimeout(timeout)
+        data, at = b"", 0
+        while True:
+            while len(data) - at >= 2:
+                opcode, length, start = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
+                if length == 126:
+                    length, start = struct.unpack("!H", data[at + 2 : at + 4])[0], at + 4
+                elif length == 127:
+                    length, start = struct.unpack("!Q", data[at + 2 : at + 10])[0], at + 10
+                if len(data) < start + length:
+                    break
+                if opcode == 0x8:
+                    return struct.unpack("!H", data[start : start + 2])[0]
+                at = start + length
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                return None
+            if not chunk:
+                return None
+            data += chunk

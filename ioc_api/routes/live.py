@@ -79,7 +79,7 @@ def _apply_subscription(client: LiveClient, principal: Principal, request: dict)
     kinds = request.get("kinds")
     if kinds is not None and (not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds)):
         return "kinds must be a list of event kinds or prefixes ending with a dot"
-    client.kinds = tuple(kinds) if kinds else None
+    client.kinds = tuple(kinds) if kinds is not None else None
     minimum = request.get("min_severity", "info")
     if minimum not in SEVERITIES:
         return f"min_severity must be one of {', '.join(SEVERITIES)}"

@@ -1,10 +1,6 @@
 """The live WebSocket against the real broker, ingest, API and database."""
 
 import asyncio
-import base64
-import os
-import socket
-import struct
 import time
 
 import orjson
@@ -14,7 +10,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from ioc_core import topics
-from tests.support import Broker, Service, publish_all, publisher
+from tests.support import Broker, Service, StalledClient, publish_all, publisher
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -49,58 +45,6 @@ def camera_events(camera: str, n: int, start: int = 0) -> list[tuple[str, bytes]
         (f"ioc/v1/cameras/{camera}/events", orjson.dumps({"event": "crowding", "title": f"crowd {start + i}"}))
         for i in range(n)
     ]
-
-
-class StalledClient:
-    """A WebSocket client on a raw socket that sends its requests and then reads nothing, with a
-    small receive buffer, so the server's sends to it back up as they would to a frozen screen."""
-
-    def __init__(self, port: int):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        response = b""
-        while b"\r\n\r\n" not in response:
-            response += self.sock.recv(1)
-        assert response.startswith(b"HTTP/1.1 101")
-
-    def send(self, obj: dict) -> None:
-        payload, mask = orjson.dumps(obj), os.urandom(4)
-        header = (
-            bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(payload))
-            if len(payload) > 125
-            else bytes([0x81, 0x80 | len(payload)])
-        )
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
-
-    def close_code(self, timeout: float = 20) -> int | None:
-        """Read what was buffered, frame by frame, up to the server's close frame: its code."""
-        self.sock.settimeout(timeout)
-        data, at = b"", 0
-        while True:
-            while len(data) - at >= 2:
-                opcode, length, start = data[at] & 0x0F, data[at + 1] & 0x7F, at + 2
-                if length == 126:
-                    length, start = struct.unpack("!H", data[at + 2 : at + 4])[0], at + 4
-                elif length == 127:
-                    length, start = struct.unpack("!Q", data[at + 2 : at + 10])[0], at + 10
-                if len(data) < start + length:
-                    break
-                if opcode == 0x8:
-                    return struct.unpack("!H", data[start : start + 2])[0]
-                at = start + length
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except TimeoutError:
-                return None
-            if not chunk:
-                return None
-            data += chunk
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,51 @@
+"""A small live client: log in, subscribe, print, and resume with ``since`` after a disconnection.
+
+python docs/examples/live_client.py --user hai-chau-room --units hai-chau
+"""
+
+import argparse
+import asyncio
+import getpass
+import json
+
+import httpx
+import websockets
+
+
+async def follow(base: str, token: str, units: list[str] | None) -> None:
+    since = None
+    while True:
+        try:
+            async with websockets.connect(base.replace("http", "ws", 1) + "/ws") as ws:
+                await ws.send(json.dumps({"type": "auth", "token": token}))
+                await ws.send(json.dumps({"type": "subscribe", "units": units, "values": True, "since": since}))
+                async for frame in ws:
+                    message = json.loads(frame)
+                    if message["type"] == "event":
+                        since = max(since or 0, message["event"]["id"])
+                        print("event", message["event"]["kind"], message["event"]["title"])
+                    elif message["type"] == "values":
+                        for v in message["values"]:
+                            print("value", v["sensor_id"], v["metric"], v["value"])
+                    elif message["type"] == "reset":
+                        print("too far behind: reload the state through REST")
+        except (OSError, websockets.ConnectionClosed) as exc:
+            print(f"disconnected ({exc}); resuming after event {since}")
+            await asyncio.sleep(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--api", default="http://127.0.0.1:8080")
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--units", help="comma-separated unit ids; default: every unit of the token")
+    args = parser.parse_args()
+    login = httpx.post(
+        f"{args.api}/api/v1/auth/login", json={"username": args.user, "password": getpass.getpass()}
+    ).raise_for_status()
+    units = args.units.split(",") if args.units else None
+    asyncio.run(follow(args.api, login.json()["access_token"], units))
+
+
+if __name__ == "__main__":
+    main()
