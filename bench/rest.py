@@ -84,8 +84,17 @@ def create_database() -> tuple[str, str]:
 
 
 def drop_database(name: str) -> None:
+    """Retried: TimescaleDB's scheduler, started as a superuser, may briefly hold a connection to
+    the new database, and FORCE may not end another role's session."""
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for attempt in range(30):
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+                if attempt == 29:
+                    raise
+                time.sleep(1)
 
 
 # ---------------------------------------------------------------------------------------------- loading

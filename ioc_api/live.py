@@ -85,15 +85,29 @@ class LiveClient:
 
 
 class LiveHub:
+    """Clients are indexed by unit, so an event costs a look at the clients of its unit (and those
+    of every unit), not at every client."""
+
     def __init__(self) -> None:
         self.clients: set[LiveClient] = set()
+        self._everywhere: set[LiveClient] = set()
+        self._by_unit: dict[str, set[LiveClient]] = {}
         self._values: dict[str, dict[tuple[str, str], dict]] = {}  # unit -> (sensor, metric) -> value
 
     def add(self, client: LiveClient) -> None:
+        """Register a client with its current filters (remove it first when they change)."""
         self.clients.add(client)
+        if client.units is None:
+            self._everywhere.add(client)
+        else:
+            for unit in client.units:
+                self._by_unit.setdefault(unit, set()).add(client)
 
     def remove(self, client: LiveClient) -> None:
         self.clients.discard(client)
+        self._everywhere.discard(client)
+        for unit in client.units or ():
+            self._by_unit.get(unit, set()).discard(client)
 
     def event(self, unit_id: str, payload: bytes) -> None:
         """A stored event from a live topic: its JSON is passed through, not re-encoded."""
@@ -104,9 +118,10 @@ class LiveHub:
             log.warning("unreadable live event", extra={"unit_id": unit_id})
             return
         message = b'{"type":"event","event":' + payload + b"}"
-        for client in self.clients:
-            if client.wants_event(unit_id, kind, rank):
-                client.push_event(event_id, message)
+        for group in (self._everywhere, self._by_unit.get(unit_id, ())):
+            for client in group:
+                if client.wants_event(unit_id, kind, rank):
+                    client.push_event(event_id, message)
 
     def values(self, unit_id: str, digest: bytes) -> None:
         """A unit's digest of changed values; kept until the next tick, newest per sensor metric."""

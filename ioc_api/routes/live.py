@@ -157,6 +157,7 @@ async def live_socket(ws: WebSocket) -> None:
                 client.events.append(b'{"type":"error","error":"unknown request type"}')
                 client.wake.set()
                 continue
+            hub.remove(client)  # indexed by its units, which the request may change
             error = _apply_subscription(client, principal, request)
             if error is not None:
                 await ws.send_text(_frame({"type": "error", "error": error}))

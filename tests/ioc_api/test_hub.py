@@ -1,0 +1,65 @@
+"""The live hub's logic alone: filters, the replay seam, values coalescing, overflow."""
+
+import orjson
+
+from ioc_api.live import OUTBOX_EVENTS, LiveClient, LiveHub
+
+
+def event(event_id: int, unit: str, kind: str = "alert.opened", severity: str = "major") -> bytes:
+    return orjson.dumps({"id": event_id, "kind": kind, "severity": severity, "unit_id": unit})
+
+
+def received(client: LiveClient) -> list[int]:
+    return [orjson.loads(m)["event"]["id"] for m in client.events]
+
+
+def test_events_reach_the_clients_whose_filters_match() -> None:
+    hub = LiveHub()
+    ward = LiveClient(units=frozenset({"hai-chau"}), kinds=("alert.",), min_rank=2)
+    city = LiveClient(units=None)
+    for client in (ward, city):
+        hub.add(client)
+    hub.event("hai-chau", event(1, "hai-chau"))
+    hub.event("hoa-cuong", event(2, "hoa-cuong"))
+    hub.event("hai-chau", event(3, "hai-chau", kind="camera.crowding"))
+    hub.event("hai-chau", event(4, "hai-chau", severity="minor"))
+    assert received(ward) == [1]
+    assert received(city) == [1, 2, 3, 4]
+    hub.remove(ward)
+    hub.event("hai-chau", event(5, "hai-chau"))
+    assert received(ward) == [1]
+
+
+def test_live_events_held_during_a_replay_follow_it_without_duplicates() -> None:
+    client = LiveClient(units=None, replaying=True)
+    client.push_event(11, b'{"type":"event","event":{"id":11}}')
+    client.push_event(12, b'{"type":"event","event":{"id":12}}')
+    client.end_replay({10, 11})
+    client.push_event(11, b'{"type":"event","event":{"id":11}}')  # a late live copy of a replayed one
+    client.push_event(13, b'{"type":"event","event":{"id":13}}')
+    assert received(client) == [12, 13]
+
+
+def test_values_are_coalesced_per_sensor_and_joined_per_client() -> None:
+    hub = LiveHub()
+    ward = LiveClient(units=frozenset({"hai-chau"}))
+    hub.add(ward)
+    for value in (1, 2, 3):
+        hub.values("hai-chau", orjson.dumps({"values": [{"sensor_id": "a", "metric": "pm25", "value": value}]}))
+    hub.values("hoa-cuong", orjson.dumps({"values": [{"sensor_id": "b", "metric": "pm25", "value": 9}]}))
+    hub.tick()
+    message = orjson.loads(ward.values_message)
+    assert message == {
+        "type": "values",
+        "values": [{"sensor_id": "a", "metric": "pm25", "value": 3, "unit_id": "hai-chau"}],
+    }
+
+
+def test_a_full_outbox_drops_values_first_then_marks_the_client_too_slow() -> None:
+    client = LiveClient(units=None)
+    client.values_message = b"{}"
+    for i in range(OUTBOX_EVENTS):
+        client.push_event(i, b"{}")
+    assert not client.too_slow and client.values_message == b"{}"
+    client.push_event(OUTBOX_EVENTS, b"{}")
+    assert client.too_slow and client.values_message is None
