@@ -52,9 +52,11 @@ async def _receive(url: str, token: str, plan: list[list[str] | None], seconds: 
                         frame = orjson.loads(await ws.recv())
                 except (TimeoutError, websockets.ConnectionClosed):
                     break
-                if frame["type"] == "event":
-                    ids.append(frame["event"]["id"])
-                    delays.append(time.time() - frame["event"]["data"]["sent"])
+                now = time.time()
+                for message in frame["messages"] if frame["type"] == "batch" else [frame]:
+                    if message["type"] == "event":
+                        ids.append(message["event"]["id"])
+                        delays.append(now - message["event"]["data"]["sent"])
         results.append((units, ids, delays))
 
     await asyncio.gather(*(one(units) for units in plan))

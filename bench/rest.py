@@ -468,7 +468,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7, help="the readings span the last DAYS days")
     parser.add_argument("--requests", type=int, default=50, help="measured requests per query")
     parser.add_argument("--chunk-rows", type=int, default=1_000_000, help="readings per load transaction")
-    parser.add_argument("--load-method", choices=sorted(LOADERS), default="generate", help="how readings are made")
+    parser.add_argument("--load-method", choices=sorted(LOADERS), default="copy", help="how readings are made")
     parser.add_argument("--seed", type=int, default=1, help="seed of the random sensor and unit picks")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end (its URL is printed)")
     parser.add_argument("--database-url", help="reuse a database loaded by an earlier run: no load, no drop")

@@ -15,11 +15,15 @@ _bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/au
 
 
 async def database(request: Request) -> AsyncIterator[AsyncConnection]:
+    """One pooled connection per request, committed when the route returns, rolled back if it
+    raises."""
     async with request.app.state.pool.connection() as conn:
         yield conn
 
 
-Db = Annotated[AsyncConnection, Depends(database)]
+# scope="function": the commit happens before the response leaves, so a client that acts on an
+# answer (a new token, a registered sensor) always finds what it was told.
+Db = Annotated[AsyncConnection, Depends(database, scope="function")]
 
 
 async def current_principal(

@@ -20,15 +20,16 @@ async def follow(base: str, token: str, units: list[str] | None) -> None:
                 await ws.send(json.dumps({"type": "auth", "token": token}))
                 await ws.send(json.dumps({"type": "subscribe", "units": units, "values": True, "since": since}))
                 async for frame in ws:
-                    message = json.loads(frame)
-                    if message["type"] == "event":
-                        since = max(since or 0, message["event"]["id"])
-                        print("event", message["event"]["kind"], message["event"]["title"])
-                    elif message["type"] == "values":
-                        for v in message["values"]:
-                            print("value", v["sensor_id"], v["metric"], v["value"])
-                    elif message["type"] == "reset":
-                        print("too far behind: reload the state through REST")
+                    first = json.loads(frame)
+                    for message in first["messages"] if first["type"] == "batch" else [first]:
+                        if message["type"] == "event":
+                            since = max(since or 0, message["event"]["id"])
+                            print("event", message["event"]["kind"], message["event"]["title"])
+                        elif message["type"] == "values":
+                            for v in message["values"]:
+                                print("value", v["sensor_id"], v["metric"], v["value"])
+                        elif message["type"] == "reset":
+                            print("too far behind: reload the state through REST")
         except (OSError, websockets.ConnectionClosed) as exc:
             print(f"disconnected ({exc}); resuming after event {since}")
             await asyncio.sleep(1)

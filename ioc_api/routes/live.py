@@ -39,6 +39,18 @@ async def _authenticate(ws: WebSocket) -> Principal | None:
         return await principal_for(conn, token)
 
 
+BATCH_MAX = 200
+
+
+def _take_batch(client: LiveClient) -> str:
+    """The next frame: one message, or all that wait (up to BATCH_MAX) as one batch. A client that
+    fell behind catches up in a few frames instead of hundreds."""
+    if len(client.events) == 1:
+        return client.events.popleft().decode()
+    taken = [client.events.popleft() for _ in range(min(BATCH_MAX, len(client.events)))]
+    return (b'{"type":"batch","messages":[' + b",".join(taken) + b"]}").decode()
+
+
 async def _send_outbox(ws: WebSocket, client: LiveClient) -> None:
     try:
         while True:
@@ -47,7 +59,7 @@ async def _send_outbox(ws: WebSocket, client: LiveClient) -> None:
             if client.too_slow:
                 break
             while client.events:
-                await ws.send_text(client.events.popleft().decode())
+                await ws.send_text(_take_batch(client))
             if client.values_message is not None:
                 message, client.values_message = client.values_message, None
                 await ws.send_text(message.decode())

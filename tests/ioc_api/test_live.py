@@ -17,22 +17,26 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 async def connect(api: Service, token: str | None, **subscription):
     ws = await websockets.connect(f"ws://127.0.0.1:{api.port}/ws", max_queue=None)
+    ws.leftover = []  # messages that came in the same batch as the subscription's answer
     if token is not None:
         await ws.send(orjson.dumps({"type": "auth", "token": token}).decode())
         assert orjson.loads(await ws.recv())["type"] == "welcome"
     if subscription:
         await ws.send(orjson.dumps({"type": "subscribe", **subscription}).decode())
-        reply = orjson.loads(await ws.recv())
+        frame = orjson.loads(await ws.recv())
+        reply, *ws.leftover = frame["messages"] if frame["type"] == "batch" else [frame]
         assert reply["type"] == "subscribed", reply
     return ws
 
 
 async def frames_until(ws, done, timeout: float = 10) -> list[dict]:
-    """Frames received until ``done(frames)`` holds."""
-    frames: list[dict] = []
+    """Messages received until ``done(messages)`` holds; batches are unpacked."""
+    frames: list[dict] = list(getattr(ws, "leftover", []))
+    ws.leftover = []
     async with asyncio.timeout(timeout):
         while not done(frames):
-            frames.append(orjson.loads(await ws.recv()))
+            frame = orjson.loads(await ws.recv())
+            frames.extend(frame["messages"] if frame["type"] == "batch" else [frame])
     return frames
 
 
