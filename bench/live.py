@@ -181,6 +181,8 @@ def main() -> None:
             f"live benchmark: {args.clients} clients ({args.city_share:.0%} on every unit, the rest on 1-3 units),"
             f" {args.events} events/s, {args.values} values/s, {args.seconds:.0f} s"
         )
+        warm = argparse.Namespace(**{**vars(args), "seconds": 5})
+        run_scenario(port, broker, token, units, warm, stalled=0)  # connections, pools, caches: not measured
         base = run_scenario(port, broker, token, units, args, stalled=0)
         print(
             f"  all clients reading:      p50 {base['p50']:6.1f} ms  p99 {base['p99']:6.1f} ms"

@@ -35,7 +35,7 @@ class LiveBus:
                     username=self._address.username,
                     password=self._address.password,
                     identifier=f"ioc-api-{uuid.uuid4().hex[:12]}",
-                    protocol=aiomqtt.ProtocolVersion.V5,
+                    protocol=aiomqtt.ProtocolVersion.V311,  # no MQTT 5 property decoding per message
                     keepalive=15,
                 ) as client:
                     await client.subscribe(topics.LIVE_ALL, qos=1)

@@ -118,10 +118,15 @@ class LiveHub:
             log.warning("unreadable live event", extra={"unit_id": unit_id})
             return
         message = b'{"type":"event","event":' + payload + b"}"
+        behind = []
         for group in (self._everywhere, self._by_unit.get(unit_id, ())):
             for client in group:
                 if client.wants_event(unit_id, kind, rank):
                     client.push_event(event_id, message)
+                    if client.too_slow:
+                        behind.append(client)
+        for client in behind:  # it is being closed: nothing more is worth queueing for it
+            self.remove(client)
 
     def values(self, unit_id: str, digest: bytes) -> None:
         """A unit's digest of changed values; kept until the next tick, newest per sensor metric."""
