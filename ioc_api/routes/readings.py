@@ -68,6 +68,23 @@ BucketText = Annotated[str, Query(description="Bucket width: 30s, 1m, 15m, 1h, 1
 Metric = Annotated[str, Query(pattern=METRIC_PATTERN, examples=["pm25"])]
 
 
+async def _series(db: Db, sensors: str, params: dict, metric: str, start, end, bucket: str) -> tuple[int, str, list]:
+    """Buckets of ``metric`` over the sensors that ``sensors`` (SQL, ``%(...)s`` from params) picks,
+    from the coarsest table that answers the bucket width."""
+    bucket_s = parse_bucket(bucket)
+    start, end = _window(start, end, bucket_s)
+    source = choose_source(bucket_s)
+    time_col, aggregates = _SOURCES[source]
+    async with db.cursor(row_factory=class_row(Bucket)) as cur:
+        await cur.execute(
+            f"SELECT time_bucket(%(bucket)s, {time_col}) AS time, {aggregates} FROM {source}"
+            f" WHERE {sensors} AND metric = %(metric)s AND {time_col} >= %(start)s AND {time_col} < %(end)s"
+            " GROUP BY 1 ORDER BY 1",
+            {**params, "bucket": timedelta(seconds=bucket_s), "metric": metric, "start": start, "end": end},
+        )
+        return bucket_s, source, await cur.fetchall()
+
+
 @router.get("/sensors/{sensor_id}/readings", summary="Bucketed history of one sensor metric")
 async def sensor_history(
     sensor_id: str,
@@ -82,19 +99,9 @@ async def sensor_history(
     row = await cur.fetchone()
     if row is None or not principal.sees(row[0]):
         raise Problem(404, f"no sensor {sensor_id!r}")
-    bucket_s = parse_bucket(bucket)
-    start, end = _window(start, end, bucket_s)
-    source = choose_source(bucket_s)
-    time_col, aggregates = _SOURCES[source]
-    async with db.cursor(row_factory=class_row(Bucket)) as cur:
-        await cur.execute(
-            f"SELECT time_bucket(%(bucket)s, {time_col}) AS time, {aggregates} FROM {source}"
-            f" WHERE sensor_id = %(sensor)s AND metric = %(metric)s"
-            f" AND {time_col} >= %(start)s AND {time_col} < %(end)s"
-            " GROUP BY 1 ORDER BY 1",
-            {"bucket": timedelta(seconds=bucket_s), "sensor": sensor_id, "metric": metric, "start": start, "end": end},
-        )
-        buckets = await cur.fetchall()
+    bucket_s, source, buckets = await _series(
+        db, "sensor_id = %(sensor)s", {"sensor": sensor_id}, metric, start, end, bucket
+    )
     return Series(sensor_id=sensor_id, metric=metric, bucket_seconds=bucket_s, source=source, buckets=buckets)
 
 
@@ -109,18 +116,15 @@ async def unit_history(
     bucket: BucketText = "1h",
 ) -> Series:
     check_unit(principal, unit_id)
-    bucket_s = parse_bucket(bucket)
-    start, end = _window(start, end, bucket_s)
-    source = choose_source(bucket_s)
-    time_col, aggregates = _SOURCES[source]
-    async with db.cursor(row_factory=class_row(Bucket)) as cur:
-        await cur.execute(
-            f"SELECT time_bucket(%(bucket)s, {time_col}) AS time, {aggregates} FROM {source}"
-            " WHERE sensor_id IN (SELECT id FROM sensors WHERE unit_id = %(unit)s) AND metric = %(metric)s"
-            f" AND {time_col} >= %(start)s AND {time_col} < %(end)s GROUP BY 1 ORDER BY 1",
-            {"bucket": timedelta(seconds=bucket_s), "unit": unit_id, "metric": metric, "start": start, "end": end},
-        )
-        buckets = await cur.fetchall()
+    bucket_s, source, buckets = await _series(
+        db,
+        "sensor_id IN (SELECT id FROM sensors WHERE unit_id = %(unit)s)",
+        {"unit": unit_id},
+        metric,
+        start,
+        end,
+        bucket,
+    )
     return Series(unit_id=unit_id, metric=metric, bucket_seconds=bucket_s, source=source, buckets=buckets)
 
 
