@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: run test setup lint format bench stop
+.PHONY: run test setup lint format bench bench-rest stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -12,8 +12,12 @@ test: setup ## Install what is missing and run the tests
 setup: ## Debian packages, TimescaleDB, the Python environment, the database cluster
 	@ops/setup.sh
 
-bench: setup ## Run the benchmarks; each prints its figures beside a baseline from the same run
+bench: setup ## Ingest and live-push benchmarks; each prints its figures beside a baseline from the same run
 	@.venv/bin/python -m bench.ingest
+	@.venv/bin/python -m bench.live
+
+bench-rest: setup ## REST latency on a loaded dataset (50 million readings: about half an hour to load)
+	@.venv/bin/python -m bench.rest
 
 lint: setup ## ruff, as CI runs it
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
