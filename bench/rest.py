@@ -234,10 +234,25 @@ def chunks(items: list[Sensor], size: int) -> Iterator[list[Sensor]]:
         yield items[start : start + size]
 
 
+def loading_session(url: str) -> psycopg.Connection:
+    """A connection with its stage table. Settings are local to this session and bounded: a
+    chunk's stage and its aggregates stay in memory."""
+    conn = psycopg.connect(url)
+    conn.execute("SET temp_buffers = '256MB'")
+    conn.execute("SET work_mem = '256MB'")
+    conn.execute("SET synchronous_commit = off")
+    conn.execute(_STAGE)
+    conn.commit()
+    return conn
+
+
 def load(url: str, sensor_count: int, reading_count: int, days: float, chunk_rows: int, method: str) -> LoadStats:
     """Sensors, readings, rollups and latest values, one transaction per chunk of sensors, then a
     VACUUM ANALYZE so that the reads find hint bits, a visibility map and statistics in place, as
-    they would on a database that autovacuum has looked after."""
+    they would on a database that autovacuum has looked after.
+
+    The cluster is shared, and other work may restart it: a chunk whose connection is lost is
+    rolled back by the server and loaded again on a new connection."""
     per_sensor = max(1, reading_count // sensor_count)
     step_s = days * 86400 / per_sensor
     end = datetime.now(UTC)
@@ -249,25 +264,32 @@ def load(url: str, sensor_count: int, reading_count: int, days: float, chunk_row
     stage = LOADERS[method]
     readings_s = rollups_s = 0.0
     done = 0
-    with psycopg.connect(url) as conn:
-        # Local to this session and bounded: a chunk's stage and its aggregates stay in memory.
-        conn.execute("SET temp_buffers = '256MB'")
-        conn.execute("SET work_mem = '256MB'")
-        conn.execute("SET synchronous_commit = off")
-        conn.execute(_STAGE)
+    conn = loading_session(url)
+    try:
         sensors = make_sensors(conn, sensor_count, step_s)
+        conn.commit()
         size = max(1, chunk_rows // per_sensor)
         started = time.perf_counter()
         for part in chunks(sensors, size):
-            t0 = time.perf_counter()
-            stage(conn, part, end, per_sensor, step_s)
-            conn.execute(_FROM_BATCH[0])
-            t1 = time.perf_counter()
-            for statement in _FROM_BATCH[1:]:
-                conn.execute(statement)
-            conn.execute("TRUNCATE batch")
-            conn.commit()
-            t2 = time.perf_counter()
+            for attempt in range(10):
+                try:
+                    t0 = time.perf_counter()
+                    stage(conn, part, end, per_sensor, step_s)
+                    conn.execute(_FROM_BATCH[0])
+                    t1 = time.perf_counter()
+                    for statement in _FROM_BATCH[1:]:
+                        conn.execute(statement)
+                    conn.execute("TRUNCATE batch")
+                    conn.commit()
+                    t2 = time.perf_counter()
+                    break
+                except psycopg.OperationalError as exc:
+                    if attempt == 9:
+                        raise
+                    print(f"  connection lost ({str(exc).strip()[:80]}); loading the chunk again", flush=True)
+                    conn.close()
+                    wait_until(lambda: _connects(url), timeout=120, interval=1, what="the database back")
+                    conn = loading_session(url)
             readings_s += t1 - t0
             rollups_s += t2 - t1
             done += len(part) * per_sensor
@@ -277,6 +299,8 @@ def load(url: str, sensor_count: int, reading_count: int, days: float, chunk_row
                 f"  readings {done / readings_s:>9,.0f}/s  with rollups {done / elapsed:>9,.0f}/s",
                 flush=True,
             )
+    finally:
+        conn.close()
     t0 = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         for table in ("sensors", "latest", "readings", "readings_1m", "readings_1h"):
@@ -286,16 +310,26 @@ def load(url: str, sensor_count: int, reading_count: int, days: float, chunk_row
     return LoadStats(total, readings_s, rollups_s, analyze_s)
 
 
+def _connects(url: str) -> bool:
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
 def database_summary(url: str) -> str:
+    """What the reads run against. Row counts of the hypertables are the planner's (exact after
+    the load's ANALYZE): counting 50 million rows would take longer than the whole measurement."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM sensors), (SELECT count(*) FROM latest),"
-            " (SELECT count(*) FROM readings_1m), (SELECT count(*) FROM readings_1h),"
+            " approximate_row_count('readings_1m'), approximate_row_count('readings_1h'),"
             " pg_size_pretty(hypertable_size('readings')), pg_size_pretty(hypertable_size('readings_1m')),"
             " pg_size_pretty(hypertable_size('readings_1h'))"
         ).fetchone()
     return (
-        f"sensors {row[0]:,}, latest {row[1]:,}, readings_1m {row[2]:,} rows, readings_1h {row[3]:,} rows;"
+        f"sensors {row[0]:,}, latest {row[1]:,}, readings_1m ~{row[2]:,} rows, readings_1h ~{row[3]:,} rows;"
         f" on disk readings {row[4]}, readings_1m {row[5]}, readings_1h {row[6]}"
     )
 
@@ -484,7 +518,7 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7, help="the readings span the last DAYS days")
     parser.add_argument("--requests", type=int, default=50, help="measured requests per query")
     parser.add_argument("--chunk-rows", type=int, default=1_000_000, help="readings per load transaction")
-    parser.add_argument("--load-method", choices=sorted(LOADERS), default="copy", help="how readings are made")
+    parser.add_argument("--load-method", choices=sorted(LOADERS), default="generate", help="how readings are made")
     parser.add_argument("--seed", type=int, default=1, help="seed of the random sensor and unit picks")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end (its URL is printed)")
     parser.add_argument("--database-url", help="reuse a database loaded by an earlier run: no load, no drop")
