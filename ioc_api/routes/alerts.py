@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from psycopg.rows import class_row, dict_row
-from psycopg.types.json import Jsonb
 
+from ioc_api import audit
 from ioc_api.deps import Db, Operator, Staff, check_unit
 from ioc_api.models import Alert, AlertAction, Comment, CommentIn
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
@@ -107,10 +107,7 @@ async def _transition(
             data={"alert_id": alert_id, "state": to, "by": principal.username, "comment": body.comment},
         ),
     )
-    await db.execute(
-        "INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
-        (principal.username, f"alert.{to}", str(alert_id), Jsonb({"comment": body.comment})),
-    )
+    await audit.record(db, principal.username, f"alert.{to}", str(alert_id), {"comment": body.comment})
     await db.commit()  # stored before it is pushed
     await request.app.state.bus.publish_event(event)
     return await _alert(db, principal, alert_id)
@@ -140,8 +137,5 @@ async def comment(alert_id: int, body: CommentIn, db: Db, principal: Operator) -
             (alert_id, principal.username, body.body),
         )
         row = await cur.fetchone()
-    await db.execute(
-        "INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
-        (principal.username, "alert.comment", str(alert_id), Jsonb({"comment_id": row["id"]})),
-    )
+    await audit.record(db, principal.username, "alert.comment", str(alert_id), {"comment_id": row["id"]})
     return Comment(**row)

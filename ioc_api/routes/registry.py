@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
+from ioc_api import audit
 from ioc_api.deps import Db, Engineer, Staff, check_unit
 from ioc_api.models import Camera, CameraIn, CameraPatch, Sensor, SensorIn, SensorPatch
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
@@ -18,13 +19,6 @@ router = APIRouter(tags=["registry"], responses=PROBLEM_RESPONSES)
 _SENSOR = "id, kind, name, unit_id, lat, lon, metrics, registered, status, last_seen"
 _CAMERA = "id, name, unit_id, lat, lon, stream_url, analytics, status, last_seen"
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.jpg$")
-
-
-async def _audit(db: Db, principal: Principal, action: str, target: str, details: dict) -> None:
-    await db.execute(
-        "INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
-        (principal.username, action, target, Jsonb(details)),
-    )
 
 
 async def _check_unit_exists(db: Db, unit_id: str | None) -> None:
@@ -89,7 +83,7 @@ async def create_sensor(body: SensorIn, db: Db, principal: Engineer) -> Sensor:
     )
     if await cur.fetchone() is None:
         raise Problem(409, f"sensor {body.id!r} is already registered")
-    await _audit(db, principal, "sensor.create", body.id, body.model_dump(mode="json"))
+    await audit.record(db, principal.username, "sensor.create", body.id, body.model_dump(mode="json"))
     return await _sensor(db, principal, body.id)
 
 
@@ -111,7 +105,9 @@ async def update_sensor(sensor_id: str, body: SensorPatch, db: Db, principal: En
         f"UPDATE sensors SET {assignments}, registered = true WHERE id = %(id)s",
         {**changes, "id": sensor_id},
     )
-    await _audit(db, principal, "sensor.update", sensor_id, body.model_dump(mode="json", exclude_unset=True))
+    await audit.record(
+        db, principal.username, "sensor.update", sensor_id, body.model_dump(mode="json", exclude_unset=True)
+    )
     return await _sensor(db, principal, sensor_id)
 
 
@@ -119,7 +115,7 @@ async def update_sensor(sensor_id: str, body: SensorPatch, db: Db, principal: En
 async def delete_sensor(sensor_id: str, db: Db, principal: Engineer) -> Response:
     await _sensor(db, principal, sensor_id)
     await db.execute("DELETE FROM sensors WHERE id = %s", (sensor_id,))
-    await _audit(db, principal, "sensor.delete", sensor_id, {})
+    await audit.record(db, principal.username, "sensor.delete", sensor_id, {})
     return Response(status_code=204)
 
 
@@ -159,7 +155,7 @@ async def create_camera(body: CameraIn, db: Db, principal: Engineer) -> Camera:
     )
     if await cur.fetchone() is None:
         raise Problem(409, f"camera {body.id!r} already exists")
-    await _audit(db, principal, "camera.create", body.id, body.model_dump(mode="json"))
+    await audit.record(db, principal.username, "camera.create", body.id, body.model_dump(mode="json"))
     return await _camera(db, principal, body.id)
 
 
@@ -175,7 +171,9 @@ async def update_camera(camera_id: str, body: CameraPatch, db: Db, principal: En
             changes["unit_id"] = None
         assignments = ", ".join(f"{k} = %({k})s" for k in changes)
         await db.execute(f"UPDATE cameras SET {assignments} WHERE id = %(id)s", {**changes, "id": camera_id})
-        await _audit(db, principal, "camera.update", camera_id, body.model_dump(mode="json", exclude_unset=True))
+        await audit.record(
+            db, principal.username, "camera.update", camera_id, body.model_dump(mode="json", exclude_unset=True)
+        )
     return await _camera(db, principal, camera_id)
 
 
@@ -183,7 +181,7 @@ async def update_camera(camera_id: str, body: CameraPatch, db: Db, principal: En
 async def delete_camera(camera_id: str, db: Db, principal: Engineer) -> Response:
     await _camera(db, principal, camera_id)
     await db.execute("DELETE FROM cameras WHERE id = %s", (camera_id,))
-    await _audit(db, principal, "camera.delete", camera_id, {})
+    await audit.record(db, principal.username, "camera.delete", camera_id, {})
     return Response(status_code=204)
 
 
