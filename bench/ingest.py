@@ -26,8 +26,8 @@ import orjson
 import paho.mqtt.client as paho
 import psycopg
 
-from ioc_core.db import migrate
-from tests.conftest import ADMIN_URL, ingest_subscribed
+from bench.scratch import create_database, drop_database
+from tests.conftest import ingest_subscribed
 from tests.support import Broker, Service, free_port, publish_all, publisher, wait_until
 
 SENSORS = 1000
@@ -119,6 +119,8 @@ def stored_rate(url: str, like: str, expected: int) -> float:
         ).fetchall()
     count = sum(n for _, n in commits)
     assert count == expected, f"{count} rows stored, {expected} expected"
+    if len(commits) < 2:
+        raise SystemExit(f"all {count} rows came in one commit: no rate to measure, publish more messages")
     return (count - commits[0][1]) / (commits[-1][0] - commits[0][0]).total_seconds()
 
 
@@ -212,14 +214,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="ingest workers for the throughput runs")
     args = parser.parse_args()
 
-    name = f"ioc_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    name, url = create_database("ioc_bench_ingest")
     broker = Broker()
     broker.start()
     try:
-        migrate(url)
         env = {
             "IOC_DATABASE_URL": url,
             "IOC_MQTT_URL": broker.url,
@@ -264,8 +262,7 @@ def main() -> None:
         )
     finally:
         broker.remove()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 if __name__ == "__main__":

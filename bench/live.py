@@ -15,18 +15,14 @@ import multiprocessing as mp
 import random
 import statistics
 import time
-import uuid
 
 import orjson
 import psycopg
 import websockets
 
+from bench.scratch import create_database, drop_database
 from ioc_api.cli import create_token, create_user
 from ioc_core import topics
-from ioc_core.db import migrate
-from ioc_core.settings import Settings
-from ioc_core.units import seed_units
-from tests.conftest import ADMIN_URL
 from tests.support import Broker, Service, StalledClient, free_port, publisher, wait_until
 
 
@@ -152,17 +148,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="receiving processes")
     args = parser.parse_args()
 
-    name = f"ioc_bench_live_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    name, url = create_database("ioc_bench_live")
     broker = Broker()
     broker.start()
     api = None
     try:
-        migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
-            seed_units(conn, Settings().shared_dir)
             units = [r[0] for r in conn.execute("SELECT id FROM units WHERE kind <> 'city' ORDER BY id")]
             create_user(conn, "bench-city", "city_operator", [], None)
             token = create_token(conn, "bench-city", "bench", 1)
@@ -199,8 +190,7 @@ def main() -> None:
         if api is not None:
             api.stop()
         broker.remove()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 def port_answers(port: int) -> bool:

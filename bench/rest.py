@@ -19,7 +19,6 @@ import math
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,14 +27,11 @@ from typing import Any
 import httpx
 import psycopg
 
+from bench.scratch import create_database, drop_database
 from ioc_api.cli import create_token, create_user
 
 # The route's own SQL, imported rather than copied, so the baseline stays the query the API runs.
 from ioc_api.routes.readings import _LATEST, _SOURCES, choose_source
-from ioc_core.db import migrate
-from ioc_core.settings import Settings
-from ioc_core.units import seed_units
-from tests.conftest import ADMIN_URL
 from tests.support import Broker, Service, free_port, wait_until
 
 BENCH_USER = "bench-city"
@@ -69,32 +65,6 @@ class Sensor:
 
 
 # ---------------------------------------------------------------------------------------------- database
-
-
-def create_database() -> tuple[str, str]:
-    """A fresh database with the project's schema and units: (name, url)."""
-    name = f"ioc_bench_rest_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        seed_units(conn, Settings().shared_dir)
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    """Retried: TimescaleDB's scheduler, started as a superuser, may briefly hold a connection to
-    the new database, and FORCE may not end another role's session."""
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        for attempt in range(30):
-            try:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                return
-            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-                if attempt == 29:
-                    raise
-                time.sleep(1)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -532,7 +502,7 @@ def main() -> None:
             url = args.database_url
             print(f"reusing {url}")
         else:
-            name, url = create_database()
+            name, url = create_database("ioc_bench_rest")
             print(f"database {name}")
             stats = load(url, args.sensors, args.readings, args.days, args.chunk_rows, args.load_method)
             print(
