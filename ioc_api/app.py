@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 
 from ioc_api import problems
+from ioc_api.body_cache import BodyCache
 from ioc_api.bus import LiveBus
 from ioc_api.live import LiveHub
 from ioc_api.routes import alerts, auth, dead_letters, events, health, live, readings, registry, units
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bus = LiveBus(settings.mqtt_url, hub)
         tasks = [asyncio.create_task(bus.run(), name="live-bus"), asyncio.create_task(hub.run_ticker(), name="ticker")]
         app.state.pool, app.state.hub, app.state.bus, app.state.settings = pool, hub, bus, settings
+        app.state.latest_bodies = BodyCache(settings.latest_max_age_s)
         try:
             yield
         finally:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 OUTBOX_EVENTS = 1000
 VALUES_PERIOD_S = 1.0
+VALUE_SLOTS = 10  # clients get their values in ten groups, a tenth of a second apart
 HEARTBEAT_S = 15.0
 REPLAY_MEMORY_S = 60.0
 # WebSocket close codes (documented in docs/live-protocol.md).
@@ -39,6 +40,7 @@ class LiveClient:
     kinds: tuple[str, ...] | None = None  # exact kinds, or prefixes ending with a dot
     min_rank: int = 0
     values: bool = True
+    slot: int = -1  # which tick of the second sends its values (set by the hub)
     events: deque[bytes] = field(default_factory=deque)
     values_message: bytes | None = None
     heartbeat: bool = False
@@ -92,11 +94,19 @@ class LiveHub:
         self.clients: set[LiveClient] = set()
         self._everywhere: set[LiveClient] = set()
         self._by_unit: dict[str, set[LiveClient]] = {}
-        self._values: dict[str, dict[tuple[str, str], dict]] = {}  # unit -> (sensor, metric) -> value
+        # unit -> (sensor, metric) -> value, since the last tick; and those of the last second's ticks
+        self._values: dict[str, dict[tuple[str, str], dict]] = {}
+        self._recent: deque[dict[str, dict[tuple[str, str], dict]]] = deque(maxlen=VALUE_SLOTS)
+        self._slots: list[set[LiveClient]] = [set() for _ in range(VALUE_SLOTS)]
+        self._slot = 0
+        self._next_slot = 0
 
     def add(self, client: LiveClient) -> None:
         """Register a client with its current filters (remove it first when they change)."""
         self.clients.add(client)
+        if client.slot < 0:
+            client.slot, self._next_slot = self._next_slot, (self._next_slot + 1) % VALUE_SLOTS
+        self._slots[client.slot].add(client)
         if client.units is None:
             self._everywhere.add(client)
         else:
@@ -105,6 +115,7 @@ class LiveHub:
 
     def remove(self, client: LiveClient) -> None:
         self.clients.discard(client)
+        self._slots[client.slot].discard(client)
         self._everywhere.discard(client)
         for unit in client.units or ():
             self._by_unit.get(unit, set()).discard(client)
@@ -129,7 +140,7 @@ class LiveHub:
             self.remove(client)
 
     def values(self, unit_id: str, digest: bytes) -> None:
-        """A unit's digest of changed values; kept until the next tick, newest per sensor metric."""
+        """A unit's digest of changed values; kept a second, newest per sensor metric."""
         try:
             items = orjson.loads(digest)["values"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -141,24 +152,34 @@ class LiveHub:
             pending[(item["sensor_id"], item["metric"])] = item
 
     def tick(self) -> None:
-        """Once a second: each unit's values encoded once, joined into one message per client."""
+        """Every 1/VALUE_SLOTS of a second: the clients of one slot get the values of the last
+        second, each unit encoded once, joined into one message per client. Clients are spread
+        over the slots so that their values messages (the bulk of the bytes) go out evenly instead
+        of in one burst a second, which delayed the events behind them."""
         now = time.monotonic()
-        for client in self.clients:
+        self._recent.append(self._values)
+        self._values = {}
+        slot, self._slot = self._slot, (self._slot + 1) % VALUE_SLOTS
+        fragments: dict[str, bytes] = {}
+
+        def fragment(unit: str) -> bytes:
+            if unit not in fragments:
+                merged: dict[tuple[str, str], dict] = {}
+                for window in self._recent:  # oldest first: the newest value wins
+                    merged.update(window.get(unit, ()))
+                fragments[unit] = orjson.dumps(list(merged.values()))[1:-1] if merged else b""
+            return fragments[unit]
+
+        everywhere: list[str] | None = None
+        for client in self._slots[slot]:
             if client.replayed and now - client.replayed_at > REPLAY_MEMORY_S:
                 client.replayed = set()
-        pending, self._values = self._values, {}
-        if not pending:
-            return
-        fragments = {unit: orjson.dumps(list(values.values()))[1:-1] for unit, values in pending.items()}
-        everything = None
-        for client in self.clients:
             if not client.values:
                 continue
-            if client.units is None:
-                everything = everything or b",".join(fragments.values())
-                body = everything
-            else:
-                body = b",".join(fragments[u] for u in client.units if u in fragments)
+            if client.units is None and everywhere is None:
+                everywhere = list({unit for window in self._recent for unit in window})
+            units = everywhere if client.units is None else client.units
+            body = b",".join(f for f in map(fragment, units) if f)
             if body:
                 client.values_message = b'{"type":"values","values":[' + body + b"]}"
                 client.wake.set()
@@ -169,10 +190,10 @@ class LiveHub:
             client.wake.set()
 
     async def run_ticker(self) -> None:
-        beats_every = int(HEARTBEAT_S / VALUES_PERIOD_S)
+        beats_every = int(HEARTBEAT_S * VALUE_SLOTS / VALUES_PERIOD_S)
         n = 0
         while True:
-            await asyncio.sleep(VALUES_PERIOD_S)
+            await asyncio.sleep(VALUES_PERIOD_S / VALUE_SLOTS)
             self.tick()
             n += 1
             if n % beats_every == 0:

@@ -19,6 +19,15 @@ class Settings(BaseSettings):
     mqtt_url: str = Field("mqtt://127.0.0.1:1884", description="Broker URL: mqtt://[user:password@]host:port.")
     api_host: str = Field("127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(8080, description="Port the API listens on.")
+    api_send_buffer_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        description="Socket send buffer per connection (0: the kernel's autotuning). A small buffer makes a"
+        " frozen screen back up, and be dropped, within a second instead of absorbing megabytes of sends.",
+    )
+    latest_max_age_s: float = Field(
+        1.0, ge=0, description="How long a /latest body is shared by callers of the same scope (0: never)."
+    )
     session_hours: float = Field(12, gt=0, description="Lifetime of a login's token (a shift).")
     snapshot_dir: Path = Field(REPO_ROOT / "var" / "snapshots", description="Where camera snapshots are saved.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -9,7 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from psycopg.rows import class_row
 
 from ioc_api.deps import Anyone, Db, check_unit
@@ -153,8 +153,17 @@ FROM (
     response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}},
 )
-async def latest(db: Db, principal: Anyone, unit: str | None = None, kind: str | None = None) -> Response:
+async def latest(
+    request: Request, db: Db, principal: Anyone, unit: str | None = None, kind: str | None = None
+) -> Response:
+    """Values are at most ``IOC_LATEST_MAX_AGE_S`` old: callers of the same scope share one body."""
     check_unit(principal, unit)
-    cur = await db.execute(_LATEST, {"scope": principal.units_filter, "unit": unit, "kind": kind})
-    body = (await cur.fetchone())[0]
+    scope = principal.units_filter
+
+    async def render() -> str:
+        cur = await db.execute(_LATEST, {"scope": scope, "unit": unit, "kind": kind})
+        return (await cur.fetchone())[0]
+
+    key = (None if scope is None else tuple(sorted(scope)), unit, kind)
+    body = await request.app.state.latest_bodies.get(key, render)
     return Response(body, media_type="application/geo+json")

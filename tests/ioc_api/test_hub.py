@@ -2,7 +2,7 @@
 
 import orjson
 
-from ioc_api.live import OUTBOX_EVENTS, LiveClient, LiveHub
+from ioc_api.live import OUTBOX_EVENTS, VALUE_SLOTS, LiveClient, LiveHub
 
 
 def event(event_id: int, unit: str, kind: str = "alert.opened", severity: str = "major") -> bytes:
@@ -53,6 +53,25 @@ def test_values_are_coalesced_per_sensor_and_joined_per_client() -> None:
         "type": "values",
         "values": [{"sensor_id": "a", "metric": "pm25", "value": 3, "unit_id": "hai-chau"}],
     }
+
+
+def test_values_go_out_in_slots_each_client_once_a_second_with_each_value_once() -> None:
+    hub = LiveHub()
+    clients = [LiveClient(units=None) for _ in range(2 * VALUE_SLOTS)]
+    for client in clients:
+        hub.add(client)
+    got: dict[int, list[int]] = {i: [] for i in range(len(clients))}
+    for tick in range(3 * VALUE_SLOTS):  # three seconds, a new value every tick
+        hub.values("hai-chau", orjson.dumps({"values": [{"sensor_id": f"s{tick}", "metric": "m", "value": tick}]}))
+        hub.tick()
+        sent = [i for i, c in enumerate(clients) if c.values_message is not None]
+        assert len(sent) == 2  # a tenth of the clients each tick
+        for i in sent:
+            got[i].extend(v["value"] for v in orjson.loads(clients[i].values_message)["values"])
+            clients[i].values_message = None
+    for values in got.values():  # every value once, none twice, three messages each
+        assert len(values) == len(set(values))
+    assert all(set(range(2 * VALUE_SLOTS)) <= set(v) for v in got.values())
 
 
 def test_a_full_outbox_drops_values_first_then_marks_the_client_too_slow() -> None:
