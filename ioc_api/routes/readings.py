@@ -153,16 +153,17 @@ FROM (
     response_class=Response,
     responses={200: {"content": {"application/geo+json": {}}}},
 )
-async def latest(
-    request: Request, db: Db, principal: Anyone, unit: str | None = None, kind: str | None = None
-) -> Response:
-    """Values are at most ``IOC_LATEST_MAX_AGE_S`` old: callers of the same scope share one body."""
+async def latest(request: Request, principal: Anyone, unit: str | None = None, kind: str | None = None) -> Response:
+    """Callers of the same scope share one body, renewed in the background: values are at most
+    twice ``IOC_LATEST_MAX_AGE_S`` old (the live WebSocket has them as they change)."""
     check_unit(principal, unit)
     scope = principal.units_filter
+    pool = request.app.state.pool
 
     async def render() -> str:
-        cur = await db.execute(_LATEST, {"scope": scope, "unit": unit, "kind": kind})
-        return (await cur.fetchone())[0]
+        async with pool.connection() as conn:
+            cur = await conn.execute(_LATEST, {"scope": scope, "unit": unit, "kind": kind})
+            return (await cur.fetchone())[0]
 
     key = (None if scope is None else tuple(sorted(scope)), unit, kind)
     body = await request.app.state.latest_bodies.get(key, render)

@@ -25,10 +25,19 @@ async def test_callers_that_miss_together_share_one_render() -> None:
     assert await cache.get(("hai-chau",), render) == "body-2"  # another scope: its own body
 
 
-async def test_a_body_is_renewed_after_its_age() -> None:
+async def test_an_aging_body_is_served_while_one_renewal_runs_then_replaced() -> None:
+    cache, render = BodyCache(max_age_s=0.2), Renderer()
+    assert await cache.get("k", render) == "body-1"
+    await asyncio.sleep(0.25)
+    assert [await cache.get("k", render) for _ in range(5)] == ["body-1"] * 5  # no wait
+    await asyncio.sleep(0.1)
+    assert await cache.get("k", render) == "body-2" and render.calls == 2
+
+
+async def test_a_body_older_than_twice_its_age_is_not_served() -> None:
     cache, render = BodyCache(max_age_s=0.1), Renderer()
     assert await cache.get("k", render) == "body-1"
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.25)
     assert await cache.get("k", render) == "body-2"
 
 
