@@ -17,6 +17,7 @@ class RegistryCache:
         self._refresh_s = refresh_s
         self._loaded_at = float("-inf")
         self.units: dict[str, str] = {}  # device id -> unit id
+        self.kinds: dict[str, str] = {}  # sensor id -> sensor kind (what rules are scoped by)
         self.ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
         self.locations: dict[str, tuple[float, float]] = {}  # device id -> (lat, lon)
 
@@ -33,18 +34,20 @@ class RegistryCache:
         units: dict[str, str] = {}
         ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
         locations: dict[str, tuple[float, float]] = {}
+        kinds: dict[str, str] = {}
         with psycopg.connect(self._url, connect_timeout=5) as conn:
-            for device_id, unit_id, lat, lon, metrics in conn.execute(
-                "SELECT id, unit_id, lat, lon, metrics FROM sensors"
-                " UNION ALL SELECT id, unit_id, lat, lon, '{}'::jsonb FROM cameras"
+            for device_id, kind, unit_id, lat, lon, metrics in conn.execute(
+                "SELECT id, kind, unit_id, lat, lon, metrics FROM sensors"
+                " UNION ALL SELECT id, 'camera', unit_id, lat, lon, '{}'::jsonb FROM cameras"
             ):
                 units[device_id] = unit_id or CITY_ID
+                kinds[device_id] = kind
                 bounds = {m: (spec.get("min"), spec.get("max")) for m, spec in (metrics or {}).items()}
                 if bounds:
                     ranges[device_id] = bounds
                 if lat is not None and lon is not None:
                     locations[device_id] = (lat, lon)
-        self.units, self.ranges, self.locations = units, ranges, locations
+        self.units, self.ranges, self.locations, self.kinds = units, ranges, locations, kinds
         self._loaded_at = time.monotonic()
 
     def is_known(self, device_id: str) -> bool:

@@ -18,6 +18,8 @@ import psycopg
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from ingest import metrics
+from ingest.alert_scheduler import AlertScheduler
+from ingest.alerting import apply_hits
 from ingest.digest import LiveDigest
 from ingest.maintenance import Maintenance
 from ingest.payloads import (
@@ -32,6 +34,7 @@ from ingest.payloads import (
     route,
 )
 from ingest.registry import RegistryCache
+from ingest.rules import RuleEngine
 from ingest.store import Batch, DeadLetter, ReadingStore, Written
 from ioc_core import topics
 from ioc_core.events import Event, Location, Source
@@ -64,6 +67,7 @@ class IngestService:
         self._leaving = False
         self.store = ReadingStore(settings.database_url)
         self.registry = RegistryCache(settings.database_url, settings.ingest_registry_refresh_s)
+        self.rules = RuleEngine(settings.database_url, settings.rules_refresh_s)
         self.digest = LiveDigest(self.registry.unit_of)
         self.client_id = f"{settings.ingest_client_id_prefix}-{worker}"
         self.client, self._address = make_client(settings.mqtt_url, self.client_id, manual_ack=True)
@@ -114,6 +118,8 @@ class IngestService:
             self.stopping,
         )
         threading.Thread(target=maintenance.run, name="maintenance", daemon=True).start()
+        scheduler = AlertScheduler(self.settings, self.stopping, self._publish_events)
+        threading.Thread(target=scheduler.run, name="alert-scheduler", daemon=True).start()
         log.info("ingest started", extra={"broker": f"{self._address.host}:{self._address.port}"})
         drained = False
         try:
@@ -175,8 +181,10 @@ class IngestService:
             first = self._inbox.get(timeout=0.2)
         except queue.Empty:
             self.registry.refresh_if_due()
+            self.rules.refresh_if_due()
             return
         self.registry.refresh_if_due()
+        self.rules.refresh_if_due()
         limits = self._limits()
         batch, received = Batch(), [first]
         self._add(first, batch, limits)
@@ -291,7 +299,11 @@ class IngestService:
         try:
             for attempt in retrying:
                 with attempt:
-                    written = self.store.write(batch)
+                    try:
+                        written = self.store.write(batch, lambda cur: self._judge(cur, batch))
+                    except psycopg.Error:
+                        self.rules.forget()  # its state may be ahead of what was rolled back
+                        raise
         except psycopg.OperationalError:
             return None
         metrics.DATABASE_UP.set(1)
@@ -302,6 +314,15 @@ class IngestService:
         for sensor_id in batch.new_sensors:
             self.registry.remember(sensor_id)
         return written
+
+    def _judge(self, cur: psycopg.Cursor, batch: Batch) -> list[Event]:
+        """The rules on this batch's readings and camera events: alerts and their events."""
+        started = time.perf_counter()
+        hits = self.rules.judge_readings(cur, batch.readings, self.registry.kinds, self.registry.units)
+        hits += self.rules.judge_camera_events(batch.events)
+        events = apply_hits(cur, hits, self.registry.units, self.registry.locations) if hits else []
+        metrics.RULES_SECONDS.observe(time.perf_counter() - started)
+        return events
 
     @staticmethod
     def _log_write_failure(state) -> None:

@@ -7,6 +7,7 @@ when the batch holds one), so a batch costs a few round trips whatever its size.
 published, so every event a screen sees has an id.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -77,15 +78,18 @@ class ReadingStore:
             self._conn.close()
             self._conn = None
 
-    def write(self, batch: Batch) -> Written:
-        """Store the batch, all or nothing. Raises psycopg errors untouched."""
+    def write(self, batch: Batch, judge: Callable[[psycopg.Cursor], list[Event]] | None = None) -> Written:
+        """Store the batch, all or nothing; ``judge`` runs last in the same transaction (the rules:
+        their checks see the batch) and returns the events it stored. Raises psycopg errors untouched."""
         try:
-            return self._write(self._connection(), batch)
+            return self._write(self._connection(), batch, judge)
         except psycopg.Error:
             self.close()  # a fresh connection next time; the transaction was rolled back
             raise
 
-    def _write(self, conn: psycopg.Connection, batch: Batch) -> Written:
+    def _write(
+        self, conn: psycopg.Connection, batch: Batch, judge: Callable[[psycopg.Cursor], list[Event]] | None
+    ) -> Written:
         inserted = 0
         events: list[Event] = []
         with conn.transaction(), conn.cursor() as cur:
@@ -113,6 +117,8 @@ class ReadingStore:
                 if event is not None:
                     events.append(insert_event(cur, event))
             events.extend(insert_event(cur, e) for e in batch.events)
+            if judge is not None:
+                events.extend(judge(cur))
         return Written(inserted, events)
 
     @staticmethod

@@ -13,7 +13,20 @@ from ioc_api import problems
 from ioc_api.body_cache import BodyCache
 from ioc_api.bus import LiveBus
 from ioc_api.live import LiveHub
-from ioc_api.routes import alerts, auth, dead_letters, events, health, live, readings, registry, units
+from ioc_api.routes import (
+    alerts,
+    auth,
+    cap,
+    dead_letters,
+    events,
+    health,
+    live,
+    performance,
+    readings,
+    registry,
+    rules,
+    units,
+)
 from ioc_core.settings import REPO_ROOT, Settings, get_settings
 
 DASHBOARDS_DIR = REPO_ROOT / "dashboards"
@@ -56,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(health.router)
-    for module in (auth, units, registry, readings, events, alerts, dead_letters):
+    for module in (auth, units, registry, readings, events, alerts, rules, performance, cap, dead_letters):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")

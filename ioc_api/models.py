@@ -42,6 +42,9 @@ class SensorIn(BaseModel):
     metrics: dict[str, MetricSpec] = Field(
         default_factory=dict, examples=[{"pm25": {"unit": "µg/m³", "min": 0, "max": 1000}}]
     )
+    interval_s: float | None = Field(
+        None, gt=0, examples=[60], description="Expected reporting interval: no-data rules wait a multiple of it."
+    )
 
 
 class SensorPatch(BaseModel):
@@ -52,6 +55,7 @@ class SensorPatch(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
     unit_id: str | None = None
     metrics: dict[str, MetricSpec] | None = None
+    interval_s: float | None = Field(None, gt=0)
 
 
 class Sensor(BaseModel):
@@ -62,6 +66,7 @@ class Sensor(BaseModel):
     lat: float | None
     lon: float | None
     metrics: dict[str, Any]
+    interval_s: float | None = None
     registered: bool = Field(description="false: seen on the bus, not yet registered by an engineer.")
     status: str
     last_seen: datetime | None
@@ -152,11 +157,13 @@ class Alert(BaseModel):
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     resolved_at: datetime | None
-    resolved_by: str | None
-    escalation_level: int
+    resolved_by: str | None = Field(description="A username, or 'auto' when the condition cleared.")
+    escalation_level: int = Field(description="0; 1 and 2 after each unacknowledged deadline (to city level).")
+    escalated_at: datetime | None = None
     last_value: float | None
     peak_value: float | None
-    count: int
+    count: int = Field(description="How many readings or camera events have repeated the condition.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The rule's condition and reference.")
     comments: list[Comment] = Field(default_factory=list)
 
 

@@ -37,6 +37,20 @@ class Settings(BaseSettings):
         description="Reference data (Da Nang's units, footage, models) used to seed and demo.",
     )
 
+    rules_refresh_s: float = Field(5.0, gt=0, description="How often ingest reloads rules and open alerts.")
+    alert_check_s: float = Field(
+        5.0, gt=0, description="How often escalations and no-data rules are checked (on a clock, not on readings)."
+    )
+    escalation_deadlines_s: dict[str, tuple[float, float]] = Field(
+        {"critical": (300, 900), "major": (900, 2700), "minor": (3600, 10800), "info": (14400, 43200)},
+        description="Per severity, seconds from opening to the first and the second escalation to city level"
+        " when nobody acknowledges (JSON).",
+    )
+    escalation_unit_deadlines_s: dict[str, dict[str, tuple[float, float]]] = Field(
+        {}, description='Per unit overrides of the deadlines (JSON: {"hai-chau": {"critical": [120, 600]}}).'
+    )
+    cap_sender: str = Field("ioc@danang.gov.vn", description="The sender of the CAP 1.2 feed's alerts.")
+
     ingest_client_id_prefix: str = Field(
         "ioc-ingest", description="Worker N connects as PREFIX-N: a fixed id keeps its persistent session."
     )

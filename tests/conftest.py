@@ -65,6 +65,9 @@ def service_env(database_url: str, broker: Broker, snapshot_dir) -> dict[str, st
         "IOC_LIVE_DIGEST_INTERVAL_S": "0.2",
         "IOC_INGEST_REGISTRY_REFRESH_S": "0.5",
         "IOC_ROLLUP_INTERVAL_S": "0.5",
+        "IOC_RULES_REFRESH_S": "0.5",
+        "IOC_ALERT_CHECK_S": "0.5",
+        "IOC_ESCALATION_DEADLINES_S": '{"critical": [2, 4]}',
     }
 
 

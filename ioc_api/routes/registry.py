@@ -16,7 +16,7 @@ from ioc_api.security import Principal
 
 router = APIRouter(tags=["registry"], responses=PROBLEM_RESPONSES)
 
-_SENSOR = "id, kind, name, unit_id, lat, lon, metrics, registered, status, last_seen"
+_SENSOR = "id, kind, name, unit_id, lat, lon, metrics, interval_s, registered, status, last_seen"
 _CAMERA = "id, name, unit_id, lat, lon, stream_url, analytics, status, last_seen"
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.jpg$")
 
@@ -74,12 +74,13 @@ async def create_sensor(body: SensorIn, db: Db, principal: Engineer) -> Sensor:
     await _check_unit_exists(db, body.unit_id)
     metrics = Jsonb({k: v.model_dump(exclude_none=True) for k, v in body.metrics.items()})
     cur = await db.execute(
-        "INSERT INTO sensors (id, kind, name, lat, lon, unit_id, metrics, registered)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, true)"
+        "INSERT INTO sensors (id, kind, name, lat, lon, unit_id, metrics, interval_s, registered)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true)"
         " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, lat = EXCLUDED.lat,"
-        " lon = EXCLUDED.lon, unit_id = EXCLUDED.unit_id, metrics = EXCLUDED.metrics, registered = true"
+        " lon = EXCLUDED.lon, unit_id = EXCLUDED.unit_id, metrics = EXCLUDED.metrics,"
+        " interval_s = EXCLUDED.interval_s, registered = true"
         " WHERE NOT sensors.registered RETURNING id",
-        (body.id, body.kind, body.name, body.lat, body.lon, body.unit_id, metrics),
+        (body.id, body.kind, body.name, body.lat, body.lon, body.unit_id, metrics, body.interval_s),
     )
     if await cur.fetchone() is None:
         raise Problem(409, f"sensor {body.id!r} is already registered")
