@@ -17,10 +17,11 @@ a reading that changes nothing costs a few dictionary lookups per rule that coul
 """
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -48,12 +49,56 @@ class Hit:
     value: float | None = None
 
 
+@dataclass(slots=True)
+class RuleGroup:
+    """The threshold and rate rules of one metric and scope, with the bounds that let a reading
+    that breaches none of them, from a sensor with nothing pending or open, skip them all."""
+
+    thresholds: list[Rule] = field(default_factory=list)
+    rates: list[Rule] = field(default_factory=list)
+    lowest_above: float = math.inf  # a value above this breaches an "above" threshold
+    highest_below: float = -math.inf  # a value below this breaches a "below" threshold
+
+    def add(self, rule: Rule) -> None:
+        p = rule.params
+        if isinstance(p, RateParams):
+            self.rates.append(rule)
+            return
+        self.thresholds.append(rule)
+        if p.op == "above":
+            self.lowest_above = min(self.lowest_above, p.value)
+        else:
+            self.highest_below = max(self.highest_below, p.value)
+
+
 _RUN_START = """
 WITH w AS (
   SELECT time, value FROM readings
   WHERE sensor_id = %(sensor)s AND metric = %(metric)s AND time > %(from)s AND time <= %(to)s
 ), ok AS (SELECT max(time) AS time FROM w WHERE NOT ({breach}))
 SELECT min(w.time) FROM w, ok WHERE ok.time IS NULL OR w.time > ok.time
+"""
+# The same, for many (sensor, metric, limit) at once: a batch's first sightings cost one round trip.
+_RUN_STARTS = """
+SELECT (
+  WITH w AS (
+    SELECT time, value FROM readings
+    WHERE sensor_id = k.sensor AND metric = k.metric AND time > k.from_time AND time <= k.to_time
+  ), ok AS (
+    SELECT max(time) AS time FROM w
+    WHERE NOT (CASE WHEN k.above THEN value > k.limit_value ELSE value < k.limit_value END)
+  )
+  SELECT min(w.time) FROM w, ok WHERE ok.time IS NULL OR w.time > ok.time
+)
+FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::float8[], %s::bool[])
+  WITH ORDINALITY AS k(sensor, metric, from_time, to_time, limit_value, above, n)
+ORDER BY k.n
+"""
+_WINDOWS = """
+SELECT r.sensor_id, r.metric, r.time, r.value
+FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[]) AS k(sensor, metric, from_time, to_time)
+JOIN readings r ON r.sensor_id = k.sensor AND r.metric = k.metric AND r.time >= k.from_time AND r.time < k.to_time
+ORDER BY r.time DESC
 """
 _WINDOW = (
     "SELECT time, value FROM readings WHERE sensor_id = %(sensor)s AND metric = %(metric)s"
@@ -68,13 +113,17 @@ class RuleEngine:
         self._loaded_at = float("-inf")
         self.rules: dict[int, Rule] = {}
         # metric -> (sensor kind or None, unit or None) -> threshold and rate rules
-        self._by_metric: dict[str, dict[tuple[str | None, str | None], list[Rule]]] = {}
+        self._by_metric: dict[str, dict[tuple[str | None, str | None], RuleGroup]] = {}
         self._by_event: dict[str, list[Rule]] = {}  # camera event name -> camera rules
         self._rate_window: dict[str, timedelta] = {}  # metric -> longest rate window on it
         self.open: set[Key] = set()
+        self._engaged: set[str] = set()  # sources with a threshold pending or an alert open (or once had)
         self._since: dict[Key, datetime] = {}  # threshold breaches waiting out their duration
         self._last: dict[tuple[str, str], datetime] = {}  # (sensor, metric) -> newest reading judged
         self._history: dict[tuple[str, str], deque[tuple[datetime, float]]] = {}
+        # First sightings in the current batch, settled from the database at its end in one query each:
+        self._unsettled: dict[Key, tuple[Rule, Reading]] = {}  # breach begun when? (its latest reading)
+        self._unloaded: list[tuple[str, str]] = []  # rate windows to fill with stored readings
 
     # --- rules and open alerts
 
@@ -103,17 +152,20 @@ class RuleEngine:
                 log.error("rule ignored: unreadable parameters", extra={"rule_id": row["id"], "error": str(exc)})
         self._index(rules.values())
         self.rules, self.open = rules, open_now
+        self._engaged = {source for _, source in open_now} | {source for _, source in self._since}
         self._loaded_at = time.monotonic()
 
     def _index(self, rules: Iterable[Rule]) -> None:
-        by_metric: dict[str, dict[tuple[str | None, str | None], list[Rule]]] = {}
+        by_metric: dict[str, dict[tuple[str | None, str | None], RuleGroup]] = {}
         by_event: dict[str, list[Rule]] = {}
         windows: dict[str, timedelta] = {}
         for rule in rules:
             if isinstance(rule.params, CameraParams):
                 by_event.setdefault(rule.params.event, []).append(rule)
             elif isinstance(rule.params, (ThresholdParams, RateParams)) and rule.metric:
-                by_metric.setdefault(rule.metric, {}).setdefault((rule.sensor_kind, rule.unit_id), []).append(rule)
+                by_metric.setdefault(rule.metric, {}).setdefault((rule.sensor_kind, rule.unit_id), RuleGroup()).add(
+                    rule
+                )
                 if isinstance(rule.params, RateParams):
                     window = timedelta(seconds=rule.params.window_s)
                     windows[rule.metric] = max(window, windows.get(rule.metric, window))
@@ -124,6 +176,8 @@ class RuleEngine:
         self._since.clear()
         self._last.clear()
         self._history.clear()
+        self._unsettled.clear()
+        self._unloaded.clear()
         self._loaded_at = float("-inf")
 
     # --- readings
@@ -148,12 +202,18 @@ class RuleEngine:
             self._last[series] = r.time
             index, kind, unit = by_metric[r.metric], kinds.get(r.sensor_id), units.get(r.sensor_id)
             history = self._remember(cur, r) if r.metric in self._rate_window else None
+            engaged = r.sensor_id in self._engaged
             for scope in ((kind, unit), (kind, None), (None, unit), (None, None)):
-                for rule in index.get(scope, ()):
-                    if isinstance(rule.params, ThresholdParams):
+                group = index.get(scope)
+                if group is None:
+                    continue
+                if engaged or r.value > group.lowest_above or r.value < group.highest_below:
+                    for rule in group.thresholds:
                         self._threshold(cur, rule, rule.params, r, hits)
-                    else:
-                        self._rate(cur, rule, rule.params, r, history, hits)
+                for rule in group.rates:
+                    self._rate(cur, rule, rule.params, r, history, hits)
+        self._settle(cur, hits)
+        self._load_windows(cur)
         return hits
 
     def _threshold(self, cur: psycopg.Cursor, rule: Rule, p: ThresholdParams, r: Reading, hits: list[Hit]) -> None:
@@ -169,16 +229,65 @@ class RuleEngine:
             return
         held = timedelta(seconds=p.for_s)
         since = self._since.get(key)
-        if since is None:  # the first breaching reading this worker knows of: maybe not the run's first
-            since = self._run_start(cur, p, r) if p.for_s else r.time
+        if since is None and p.for_s:  # the first breaching reading this worker knows of: maybe not the run's first
+            self._since[key] = r.time
+            self._unsettled[key] = (rule, r)
+            self._engaged.add(r.sensor_id)
+            return
+        if key in self._unsettled:
+            self._unsettled[key] = (rule, r)
+            return
+        if since is None:
+            since = r.time
         elif p.for_s and r.time - since >= held:  # held as far as this worker saw: ask every worker's readings
             since = self._run_start(cur, p, r)
+        self._engaged.add(r.sensor_id)
         if r.time - since >= held:
             self._since.pop(key, None)
             self.open.add(key)
             hits.append(Hit("open", rule, "sensor", r.sensor_id, r.time, r.value))
         else:
             self._since[key] = since
+
+    def _settle(self, cur: psycopg.Cursor, hits: list[Hit]) -> None:
+        """When did the breaches first seen in this batch begin? Those that have lasted their
+        duration (begun before a restart, or seen by another worker) open now."""
+        pending = [(key, rule, r) for key, (rule, r) in self._unsettled.items() if key in self._since]
+        self._unsettled.clear()
+        if not pending:
+            return
+        columns: list[list] = [[], [], [], [], [], []]
+        for _, rule, r in pending:
+            p = rule.params
+            for column, value in zip(
+                columns,
+                (r.sensor_id, r.metric, r.time - 2 * timedelta(seconds=p.for_s), r.time, p.value, p.op == "above"),
+                strict=True,
+            ):
+                column.append(value)
+        starts = [row[0] for row in cur.execute(_RUN_STARTS, columns).fetchall()]
+        for (key, rule, r), start in zip(pending, starts, strict=True):
+            since = min(start or r.time, self._since[key])
+            if r.time - since >= timedelta(seconds=rule.params.for_s):
+                self._since.pop(key, None)
+                self.open.add(key)
+                hits.append(Hit("open", rule, "sensor", r.sensor_id, r.time, r.value))
+            else:
+                self._since[key] = since
+
+    def _load_windows(self, cur: psycopg.Cursor) -> None:
+        """Rate windows of series first seen in this batch, completed with their stored readings."""
+        if not self._unloaded:
+            return
+        series = [s for s in self._unloaded if self._history.get(s)]
+        self._unloaded.clear()
+        if not series:
+            return
+        firsts = [self._history[s][0][0] for s in series]
+        starts = [first - self._rate_window[metric] for first, (_, metric) in zip(firsts, series, strict=True)]
+        rows = cur.execute(_WINDOWS, ([s for s, _ in series], [m for _, m in series], starts, firsts)).fetchall()
+        for sensor_id, metric, t, v in rows:  # newest first: each goes to the front
+            self._history[(sensor_id, metric)].appendleft((t, v))
 
     @staticmethod
     def _run_start(cur: psycopg.Cursor, p: ThresholdParams, r: Reading) -> datetime:
@@ -200,8 +309,9 @@ class RuleEngine:
     def _remember(self, cur: psycopg.Cursor, r: Reading) -> deque[tuple[datetime, float]]:
         series, window = (r.sensor_id, r.metric), self._rate_window[r.metric]
         history = self._history.get(series)
-        if history is None:  # first reading since the start: the stored window
-            history = self._history[series] = deque(self._stored_window(cur, r, window))
+        if history is None:  # first reading since the start: the stored window follows at the batch's end
+            history = self._history[series] = deque()
+            self._unloaded.append(series)
         if not history or history[-1][0] < r.time:
             history.append((r.time, r.value))
         while history and history[0][0] < r.time - window:

@@ -1,0 +1,95 @@
+"""``python -m bench.rules``: what 1,000 active rules cost ingest, against no rules, in the same run.
+
+1,000 registered air-quality sensors spread over the 94 units send single-reading QoS 1 messages
+(the ingest benchmark's first form). Stage one runs with every rule disabled; stage two with
+1,000 rules: ten PM2.5 thresholds per unit (held 10 minutes, limits from 100 to 550 µg/m³, so
+part of the sensors breach them and wait out the duration), 50 rates of change scoped to units
+(each sensor's window loaded from the database on its first reading) and 10 no-data rules (on
+the scheduler's clock). The figure is stored messages per second, and its ratio to stage one.
+"""
+
+import argparse
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from bench.ingest import ingest_drain, single_messages
+from bench.scratch import create_database, drop_database
+from tests.support import Broker
+
+SENSORS = 1000
+
+
+def register(url: str, tags: list[str]) -> list[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        units = [r[0] for r in conn.execute("SELECT id FROM units WHERE kind <> 'city' ORDER BY id")]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sensors (id, kind, unit_id, interval_s) VALUES (%s, 'air_quality', %s, 60)",
+                [(f"{tag}-{i}", units[i % len(units)]) for tag in tags for i in range(SENSORS)],
+            )
+    return units
+
+
+def add_rules(url: str, units: list[str], n: int) -> int:
+    rules = []
+    for unit in units:
+        for k in range(10):
+            limit = 100 + 50 * k
+            params = {"op": "above", "value": limit, "clear": limit - 10, "for_s": 600}
+            rules.append((f"bench: pm25 > {limit} in {unit}", "threshold", unit, params))
+    for unit in units[:50]:
+        rules.append((f"bench: pm25 rate in {unit}", "rate", unit, {"direction": "up", "delta": 1000, "window_s": 900}))
+    for k in range(10):
+        rules.append((f"bench: silent {k}", "no_data", units[k], {"factor": 3, "default_interval_s": 60}))
+    rules = rules[:n]
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO rules (name, type, sensor_kind, metric, unit_id, severity, params)"
+            " VALUES (%s, %s, 'air_quality', CASE WHEN %s = 'no_data' THEN NULL ELSE 'pm25' END, %s, 'minor', %s)",
+            [(name, kind, kind, unit, Jsonb(params)) for name, kind, unit, params in rules],
+        )
+    return len(rules)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=100_000, help="single-reading messages per stage")
+    parser.add_argument("--rules", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="alternate the stages this many times")
+    args = parser.parse_args()
+
+    name, url = create_database("ioc_bench_rules")
+    broker = Broker()
+    broker.start()
+    try:
+        env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url, "IOC_LOG_LEVEL": "WARNING"}
+        tags = [f"r{i}" for i in range(2 * args.repeats)]
+        units = register(url, tags)
+        print(f"rules benchmark: {args.messages:,} single-reading messages per stage, {args.workers} workers")
+        count = add_rules(url, units, args.rules)
+        without, with_rules = [], []
+        for r in range(args.repeats):
+            for on, rates in ((False, without), (True, with_rules)):
+                with psycopg.connect(url, autocommit=True) as conn:  # the shipped defaults stay off
+                    conn.execute("UPDATE rules SET enabled = (%s AND name LIKE 'bench:%%')", (on,))
+                tag = tags[2 * r + on]
+                messages = single_messages(args.messages, tag)
+                rates.append(ingest_drain(env, broker, url, args.workers, messages, args.messages, f"{tag}-%"))
+            print(
+                f"  no rules: {without[-1]:8,.0f} messages/s   {count:,} rules: {with_rules[-1]:8,.0f} messages/s"
+                f"   ratio {with_rules[-1] / without[-1]:.2f}"
+            )
+        best_without, best_with = max(without), max(with_rules)
+        print(
+            f"  best of each: {best_with:,.0f} against {best_without:,.0f} messages/s:"
+            f" ratio {best_with / best_without:.2f} (goal: above 0.80)"
+        )
+    finally:
+        broker.remove()
+        drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
