@@ -54,7 +54,7 @@ class RuleGroup:
     """The threshold and rate rules of one metric and scope, with the bounds that let a reading
     that breaches none of them, from a sensor with nothing pending or open, skip them all."""
 
-    thresholds: list[Rule] = field(default_factory=list)
+    thresholds: list[tuple[Rule, bool, float, timedelta]] = field(default_factory=list)  # rule, above, limit, held
     rates: list[Rule] = field(default_factory=list)
     lowest_above: float = math.inf  # a value above this breaches an "above" threshold
     highest_below: float = -math.inf  # a value below this breaches a "below" threshold
@@ -64,7 +64,7 @@ class RuleGroup:
         if isinstance(p, RateParams):
             self.rates.append(rule)
             return
-        self.thresholds.append(rule)
+        self.thresholds.append((rule, p.op == "above", p.value, timedelta(seconds=p.for_s)))
         if p.op == "above":
             self.lowest_above = min(self.lowest_above, p.value)
         else:
@@ -208,13 +208,28 @@ class RuleEngine:
                 if group is None:
                     continue
                 if engaged or r.value > group.lowest_above or r.value < group.highest_below:
-                    for rule in group.thresholds:
-                        self._threshold(cur, rule, rule.params, r, hits)
+                    self._thresholds(cur, group, r, hits)
                 for rule in group.rates:
                     self._rate(cur, rule, rule.params, r, history, hits)
         self._settle(cur, hits)
         self._load_windows(cur)
         return hits
+
+    def _thresholds(self, cur: psycopg.Cursor, group: RuleGroup, r: Reading, hits: list[Hit]) -> None:
+        """The common cases inline (nothing pending, or a breach still waiting out its duration);
+        the rest in ``_threshold``. This loop is what a reading costs when its sensor is engaged."""
+        sensor_id, value, t = r.sensor_id, r.value, r.time
+        open_, since_, unsettled = self.open, self._since, self._unsettled
+        for rule, above, limit, held in group.thresholds:
+            key = (rule.id, sensor_id)
+            if key not in open_ and key not in unsettled:
+                if (value > limit) if above else (value < limit):
+                    since = since_.get(key)
+                    if since is not None and t - since < held:
+                        continue
+                elif key not in since_:
+                    continue
+            self._threshold(cur, rule, rule.params, r, hits)
 
     def _threshold(self, cur: psycopg.Cursor, rule: Rule, p: ThresholdParams, r: Reading, hits: list[Hit]) -> None:
         key = (rule.id, r.sensor_id)
