@@ -12,8 +12,9 @@ test: setup ## Install what is missing and run the tests
 setup: ## Debian packages, TimescaleDB, the Python environment, the database cluster
 	@ops/setup.sh
 
-bench: setup ## Ingest and live-push benchmarks; each prints its figures beside a baseline from the same run
+bench: setup ## Ingest, rules and live-push benchmarks; each prints its figures beside a baseline from the same run
 	@.venv/bin/python -m bench.ingest
+	@.venv/bin/python -m bench.rules
 	@.venv/bin/python -m bench.live
 
 bench-rest: setup ## REST latency on a loaded dataset (50 million readings: about half an hour to load)
