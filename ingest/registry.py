@@ -1,34 +1,21 @@
 """The part of the device registry ingest needs, cached in memory and refreshed periodically:
 which sensors exist, their unit (for live digests) and their metrics' valid ranges."""
 
-import logging
-import time
-
 import psycopg
 
+from ingest.reloading import Reloading
 from ioc_core.units import CITY_ID
 
-log = logging.getLogger(__name__)
 
+class RegistryCache(Reloading):
+    name = "registry"
 
-class RegistryCache:
     def __init__(self, url: str, refresh_s: float = 10.0):
-        self._url = url
-        self._refresh_s = refresh_s
-        self._loaded_at = float("-inf")
+        super().__init__(url, refresh_s)
         self.units: dict[str, str] = {}  # device id -> unit id
         self.kinds: dict[str, str] = {}  # sensor id -> sensor kind (what rules are scoped by)
         self.ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
         self.locations: dict[str, tuple[float, float]] = {}  # device id -> (lat, lon)
-
-    def refresh_if_due(self) -> None:
-        if time.monotonic() - self._loaded_at < self._refresh_s:
-            return
-        try:
-            self.load()
-        except psycopg.Error as exc:
-            log.warning("registry refresh failed", extra={"error": str(exc)})
-            self._loaded_at = time.monotonic()  # try again at the next period, not at every message
 
     def load(self) -> None:
         units: dict[str, str] = {}
@@ -48,7 +35,6 @@ class RegistryCache:
                 if lat is not None and lon is not None:
                     locations[device_id] = (lat, lon)
         self.units, self.ranges, self.locations, self.kinds = units, ranges, locations, kinds
-        self._loaded_at = time.monotonic()
 
     def is_known(self, device_id: str) -> bool:
         return device_id in self.units

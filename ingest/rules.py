@@ -18,7 +18,6 @@ a reading that changes nothing costs a few dictionary lookups per rule that coul
 
 import logging
 import math
-import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ingest.payloads import Reading
+from ingest.reloading import Reloading
 from ioc_core.events import Event
 from ioc_core.rules import RULE_COLUMNS, CameraParams, RateParams, Rule, ThresholdParams
 
@@ -71,14 +71,8 @@ class RuleGroup:
             self.highest_below = max(self.highest_below, p.value)
 
 
-_RUN_START = """
-WITH w AS (
-  SELECT time, value FROM readings
-  WHERE sensor_id = %(sensor)s AND metric = %(metric)s AND time > %(from)s AND time <= %(to)s
-), ok AS (SELECT max(time) AS time FROM w WHERE NOT ({breach}))
-SELECT min(w.time) FROM w, ok WHERE ok.time IS NULL OR w.time > ok.time
-"""
-# The same, for many (sensor, metric, limit) at once: a batch's first sightings cost one round trip.
+# When the stored run of breaching readings that ends at to_time began, for many (sensor, metric,
+# limit) at once: a batch's first sightings cost one round trip.
 _RUN_STARTS = """
 SELECT (
   WITH w AS (
@@ -106,11 +100,11 @@ _WINDOW = (
 )
 
 
-class RuleEngine:
+class RuleEngine(Reloading):
+    name = "rules"
+
     def __init__(self, url: str, refresh_s: float = 5.0):
-        self._url = url
-        self._refresh_s = refresh_s
-        self._loaded_at = float("-inf")
+        super().__init__(url, refresh_s)
         self.rules: dict[int, Rule] = {}
         # metric -> (sensor kind or None, unit or None) -> threshold and rate rules
         self._by_metric: dict[str, dict[tuple[str | None, str | None], RuleGroup]] = {}
@@ -126,15 +120,6 @@ class RuleEngine:
         self._unloaded: list[tuple[str, str]] = []  # rate windows to fill with stored readings
 
     # --- rules and open alerts
-
-    def refresh_if_due(self) -> None:
-        if time.monotonic() - self._loaded_at < self._refresh_s:
-            return
-        try:
-            self.load()
-        except psycopg.Error as exc:
-            log.warning("rules refresh failed", extra={"error": str(exc)[:300]})
-            self._loaded_at = time.monotonic()
 
     def load(self) -> None:
         with psycopg.connect(self._url, connect_timeout=5) as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -153,7 +138,6 @@ class RuleEngine:
         self._index(rules.values())
         self.rules, self.open = rules, open_now
         self._engaged = {source for _, source in open_now} | {source for _, source in self._since}
-        self._loaded_at = time.monotonic()
 
     def _index(self, rules: Iterable[Rule]) -> None:
         by_metric: dict[str, dict[tuple[str | None, str | None], RuleGroup]] = {}
@@ -178,7 +162,7 @@ class RuleEngine:
         self._history.clear()
         self._unsettled.clear()
         self._unloaded.clear()
-        self._loaded_at = float("-inf")
+        self.reload_soon()
 
     # --- readings
 
@@ -201,7 +185,7 @@ class RuleEngine:
                 continue  # late or repeated: it does not change the state of a condition
             self._last[series] = r.time
             index, kind, unit = by_metric[r.metric], kinds.get(r.sensor_id), units.get(r.sensor_id)
-            history = self._remember(cur, r) if r.metric in self._rate_window else None
+            history = self._remember(r) if r.metric in self._rate_window else None
             engaged = r.sensor_id in self._engaged
             for scope in ((kind, unit), (kind, None), (None, unit), (None, None)):
                 group = index.get(scope)
@@ -255,14 +239,9 @@ class RuleEngine:
         if since is None:
             since = r.time
         elif p.for_s and r.time - since >= held:  # held as far as this worker saw: ask every worker's readings
-            since = self._run_start(cur, p, r)
+            since = self._run_starts(cur, [(p, r)])[0] or r.time
         self._engaged.add(r.sensor_id)
-        if r.time - since >= held:
-            self._since.pop(key, None)
-            self.open.add(key)
-            hits.append(Hit("open", rule, "sensor", r.sensor_id, r.time, r.value))
-        else:
-            self._since[key] = since
+        self._open_if_held(key, rule, r, since, hits)
 
     def _settle(self, cur: psycopg.Cursor, hits: list[Hit]) -> None:
         """When did the breaches first seen in this batch begin? Those that have lasted their
@@ -271,24 +250,18 @@ class RuleEngine:
         self._unsettled.clear()
         if not pending:
             return
-        columns: list[list] = [[], [], [], [], [], []]
-        for _, rule, r in pending:
-            p = rule.params
-            for column, value in zip(
-                columns,
-                (r.sensor_id, r.metric, r.time - 2 * timedelta(seconds=p.for_s), r.time, p.value, p.op == "above"),
-                strict=True,
-            ):
-                column.append(value)
-        starts = [row[0] for row in cur.execute(_RUN_STARTS, columns).fetchall()]
+        starts = self._run_starts(cur, [(rule.params, r) for _, rule, r in pending])
         for (key, rule, r), start in zip(pending, starts, strict=True):
-            since = min(start or r.time, self._since[key])
-            if r.time - since >= timedelta(seconds=rule.params.for_s):
-                self._since.pop(key, None)
-                self.open.add(key)
-                hits.append(Hit("open", rule, "sensor", r.sensor_id, r.time, r.value))
-            else:
-                self._since[key] = since
+            self._open_if_held(key, rule, r, min(start or r.time, self._since[key]), hits)
+
+    def _open_if_held(self, key: Key, rule: Rule, r: Reading, since: datetime, hits: list[Hit]) -> None:
+        """A breach that began at ``since`` opens once it has lasted the rule's duration."""
+        if r.time - since >= timedelta(seconds=rule.params.for_s):
+            self._since.pop(key, None)
+            self.open.add(key)
+            hits.append(Hit("open", rule, "sensor", r.sensor_id, r.time, r.value))
+        else:
+            self._since[key] = since
 
     def _load_windows(self, cur: psycopg.Cursor) -> None:
         """Rate windows of series first seen in this batch, completed with their stored readings."""
@@ -305,23 +278,17 @@ class RuleEngine:
             self._history[(sensor_id, metric)].appendleft((t, v))
 
     @staticmethod
-    def _run_start(cur: psycopg.Cursor, p: ThresholdParams, r: Reading) -> datetime:
-        """When the stored run of breaching readings that ends with ``r`` began (within twice the
-        duration: enough to tell whether it has lasted the duration)."""
-        breach = "value > %(limit)s" if p.op == "above" else "value < %(limit)s"
-        row = cur.execute(
-            _RUN_START.format(breach=breach),
-            {
-                "sensor": r.sensor_id,
-                "metric": r.metric,
-                "from": r.time - 2 * timedelta(seconds=p.for_s),
-                "to": r.time,
-                "limit": p.value,
-            },
-        ).fetchone()
-        return row[0] or r.time
+    def _run_starts(cur: psycopg.Cursor, breaches: list[tuple[ThresholdParams, Reading]]) -> list[datetime | None]:
+        """When each stored run of breaching readings that ends with its reading began, looking back
+        twice the duration: enough to tell whether it has lasted the duration."""
+        columns: list[list] = [[], [], [], [], [], []]
+        for p, r in breaches:
+            values = (r.sensor_id, r.metric, r.time - 2 * timedelta(seconds=p.for_s), r.time, p.value, p.op == "above")
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        return [row[0] for row in cur.execute(_RUN_STARTS, columns).fetchall()]
 
-    def _remember(self, cur: psycopg.Cursor, r: Reading) -> deque[tuple[datetime, float]]:
+    def _remember(self, r: Reading) -> deque[tuple[datetime, float]]:
         series, window = (r.sensor_id, r.metric), self._rate_window[r.metric]
         history = self._history.get(series)
         if history is None:  # first reading since the start: the stored window follows at the batch's end
