@@ -68,7 +68,7 @@ def escalate(cur: psycopg.Cursor, settings: Settings, now: datetime) -> list[Eve
                     severity=severity,
                     unit_id=unit_id,
                     source=Source(type=source_type, id=source_id),
-                    location=Location(lat=lat, lon=lon) if lat is not None and lon is not None else None,
+                    location=Location.of(lat, lon),
                     title=title,
                     data={
                         "alert_id": alert_id,

@@ -150,7 +150,7 @@ def open_alert(
             severity=rule.severity,
             unit_id=unit_id,
             source=Source(type=hit.source_type, id=hit.source_id),
-            location=Location(lat=lat, lon=lon) if lat is not None and lon is not None else None,
+            location=Location.of(lat, lon),
             title=title,
             data={"alert_id": alert_id, "rule_id": rule.id, "state": "open", "value": hit.value, **data},
         ),
@@ -174,7 +174,7 @@ def resolve_alert(cur: psycopg.Cursor, hit: Hit, now: datetime) -> Event | None:
             severity=severity,
             unit_id=unit_id,
             source=Source(type=hit.source_type, id=hit.source_id),
-            location=Location(lat=lat, lon=lon) if lat is not None and lon is not None else None,
+            location=Location.of(lat, lon),
             title=title,
             data={
                 "alert_id": alert_id,

@@ -149,7 +149,7 @@ class ReadingStore:
                     severity="minor" if change.status == "offline" else "info",
                     unit_id=unit_id or CITY_ID,
                     source=Source(type=source_type, id=change.device_id),
-                    location=Location(lat=lat, lon=lon) if lat is not None and lon is not None else None,
+                    location=Location.of(lat, lon),
                     title=f"{source_type.capitalize()} {change.device_id} is {change.status}",
                     data=change.health,
                 )

@@ -20,6 +20,11 @@ class Location(BaseModel):
     lat: float
     lon: float
 
+    @classmethod
+    def of(cls, lat: float | None, lon: float | None) -> "Location | None":
+        """A location from nullable columns: None unless both are known."""
+        return cls(lat=lat, lon=lon) if lat is not None and lon is not None else None
+
 
 class Event(BaseModel):
     id: int | None = Field(None, description="Assigned by the events table when stored.")
@@ -80,7 +85,7 @@ def from_row(row: tuple) -> Event:
         severity=severity,
         unit_id=unit_id,
         source=Source(type=source_type, id=source_id),
-        location=Location(lat=lat, lon=lon) if lat is not None and lon is not None else None,
+        location=Location.of(lat, lon),
         title=title,
         data=data,
     )

@@ -101,9 +101,7 @@ async def _transition(
             severity=alert.severity,
             unit_id=alert.unit_id,
             source=Source(type=alert.source_type, id=alert.source_id),
-            location=Location(lat=alert.lat, lon=alert.lon)
-            if alert.lat is not None and alert.lon is not None
-            else None,
+            location=Location.of(alert.lat, alert.lon),
             title=alert.title,
             data={"alert_id": alert_id, "state": to, "by": principal.username, "comment": body.comment},
         ),
