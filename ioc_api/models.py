@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ioc_core.camera_config import CameraAnalytics
 from ioc_core.events import Event
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -80,9 +81,9 @@ class CameraIn(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
     unit_id: str | None = None
     stream_url: str | None = Field(None, max_length=2000, examples=["rtsp://10.0.0.5/stream1"])
-    analytics: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Lines, zones and classes in normalized coordinates.",
+    analytics: CameraAnalytics = Field(
+        default_factory=CameraAnalytics,
+        description="Classes, analysis rate, lines and zones (normalized coordinates) for the vision worker.",
         examples=[
             {"lines": [{"name": "northbound", "points": [[0.1, 0.6], [0.9, 0.6]]}], "classes": ["car", "motorcycle"]}
         ],
@@ -96,7 +97,7 @@ class CameraPatch(BaseModel):
     lon: float | None = Field(None, ge=-180, le=180)
     unit_id: str | None = None
     stream_url: str | None = Field(None, max_length=2000)
-    analytics: dict[str, Any] | None = None
+    analytics: CameraAnalytics | None = None
 
 
 class Camera(BaseModel):

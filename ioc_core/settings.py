@@ -71,6 +71,30 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(9101, description="Prometheus /metrics port of ingest.")
     live_digest_interval_s: float = Field(1.0, gt=0, description="Period of the per-unit digest of changed values.")
 
+    vision_engine: Literal["ultralytics", "onnx"] = Field(
+        "ultralytics", description="Detector: Ultralytics (PyTorch, or its exports), or ONNX Runtime alone."
+    )
+    vision_model: Path | None = Field(
+        None, description="Detector weights: .pt, an Ultralytics ONNX/OpenVINO export, or YOLO-FastestV2's .onnx."
+    )
+    vision_confidence: float = Field(0.25, gt=0, lt=1, description="Detections below this score are ignored.")
+    vision_iou: float = Field(0.45, gt=0, lt=1, description="Overlap above which NMS keeps only the best box.")
+    vision_imgsz: int = Field(640, ge=32, description="Detector input size where the model does not fix it.")
+    vision_threads: int = Field(2, ge=1, description="CPU threads of one inference.")
+    vision_track_confidence: float = Field(0.3, gt=0, lt=1, description="Score a detection needs to start a track.")
+    vision_motion_gate: bool = Field(True, description="Skip detection on frames where nothing moved.")
+    vision_force_detect_s: float = Field(2.0, gt=0, description="Longest time without a detection, motion or not.")
+    vision_counts_interval_s: float = Field(60, gt=0, description="Period of a camera's counts message.")
+    vision_worker_id: str = Field("vision-1", description="This worker's name: MQTT client ids start with it.")
+    vision_shard: tuple[int, int] = Field(
+        (0, 1), description="[index, count]: this worker takes the cameras whose id hashes to its index."
+    )
+    vision_refresh_s: float = Field(30, gt=0, description="How often the worker rereads its cameras from the registry.")
+    vision_snapshots_kept: int = Field(
+        200, gt=0, description="Event snapshots kept per camera; older ones are deleted."
+    )
+    vision_metrics_port: int = Field(9201, description="Prometheus /metrics port of the vision worker.")
+
 
 @lru_cache
 def get_settings() -> Settings:

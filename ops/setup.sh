@@ -32,7 +32,7 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
   echo "$deps" | "$venv/bin/pip" install -q -r /dev/stdin 2>&1 | grep -v "is ignored: it is neither" || true
-  "$venv/bin/python" -c "import fastapi, psycopg, paho.mqtt, shapely"
+  "$venv/bin/python" -c "import fastapi, psycopg, paho.mqtt, shapely, cv2, onnxruntime, supervision, trackers, ultralytics"
   touch "$venv/.complete"
 fi
 [ "$(readlink .venv 2>/dev/null)" = "$venv" ] || { rm -rf .venv; ln -s "$venv" .venv; }

@@ -13,6 +13,7 @@ from ioc_api.deps import Db, Engineer, Staff, check_unit
 from ioc_api.models import Camera, CameraIn, CameraPatch, Sensor, SensorIn, SensorPatch
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 from ioc_api.security import Principal
+from ioc_core.camera_config import CameraAnalytics
 
 router = APIRouter(tags=["registry"], responses=PROBLEM_RESPONSES)
 
@@ -149,10 +150,11 @@ async def get_camera(camera_id: str, db: Db, principal: Staff) -> Camera:
 @router.post("/cameras", status_code=201, summary="Register a camera")
 async def create_camera(body: CameraIn, db: Db, principal: Engineer) -> Camera:
     await _check_unit_exists(db, body.unit_id)
+    analytics = Jsonb(body.analytics.model_dump(mode="json"))
     cur = await db.execute(
         "INSERT INTO cameras (id, name, lat, lon, unit_id, stream_url, analytics) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (id) DO NOTHING RETURNING id",
-        (body.id, body.name, body.lat, body.lon, body.unit_id, body.stream_url, Jsonb(body.analytics)),
+        (body.id, body.name, body.lat, body.lon, body.unit_id, body.stream_url, analytics),
     )
     if await cur.fetchone() is None:
         raise Problem(409, f"camera {body.id!r} already exists")
@@ -167,7 +169,7 @@ async def update_camera(camera_id: str, body: CameraPatch, db: Db, principal: En
     if changes:
         await _check_unit_exists(db, changes.get("unit_id"))
         if "analytics" in changes:
-            changes["analytics"] = Jsonb(changes["analytics"] or {})
+            changes["analytics"] = Jsonb((body.analytics or CameraAnalytics()).model_dump(mode="json"))
         if ("lat" in changes or "lon" in changes) and "unit_id" not in changes:
             changes["unit_id"] = None
         assignments = ", ".join(f"{k} = %({k})s" for k in changes)

@@ -1,0 +1,195 @@
+"""The vision worker: many cameras, one detector, one loop.
+
+Each round takes the newest frame of every camera whose analysis is due, lets the motion gate
+decide which need the detector, detects those in batches (one inference for several cameras where
+the model allows), then tracks and counts each camera's frame. A frame the gate passes over reuses
+the camera's last detections: nothing moved, so what was there still is, and a vehicle that has
+stopped keeps its track and its dwell time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import supervision as sv
+
+from ioc_core.camera_config import CameraAnalytics
+from ioc_core.settings import Settings
+from vision import metrics
+from vision.analytics import Analyser, Observation
+from vision.conditions import Transition
+from vision.detectors import Detector
+from vision.motion import MotionGate
+from vision.snapshots import SnapshotStore, annotate
+from vision.sources import Frame, Source
+
+log = logging.getLogger(__name__)
+
+SEVERITY = {"stopped_vehicle": "major", "intrusion": "major", "crowding": "minor", "congestion": "minor"}
+TITLE = {
+    "stopped_vehicle": "Stopped vehicle in a no-stopping zone",
+    "intrusion": "Intrusion into a restricted zone",
+    "crowding": "Crowd",
+    "congestion": "Congestion",
+}
+
+
+class Link(Protocol):
+    """Where a camera's results go (MQTT in service; a list in benchmarks)."""
+
+    def counts(self, ts: datetime, values: dict[str, float]) -> None: ...
+    def event(self, ts: datetime, event: str, severity: str, title: str, data: dict[str, Any]) -> None: ...
+    def status(self, online: bool, health: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSpec:
+    id: str
+    stream_url: str
+    analytics: CameraAnalytics
+
+
+class CameraRun:
+    """One camera inside a worker: its frames, gate, analysis, snapshots and link."""
+
+    def __init__(self, spec: CameraSpec, source: Source, link: Link, settings: Settings) -> None:
+        self.spec = spec
+        self.source = source
+        self.link = link
+        self._settings = settings
+        self.gate = MotionGate(force_every_s=settings.vision_force_detect_s) if settings.vision_motion_gate else None
+        self.snapshots = SnapshotStore(settings.snapshot_dir, spec.id, keep=settings.vision_snapshots_kept)
+        self.analyser: Analyser | None = None  # made on the first frame, which tells the frame size
+        self.last_detections = sv.Detections.empty()
+        self._report_t: float | None = None
+        self._report_wall = time.monotonic()
+        self._analysed_since_report = 0
+        self._last: tuple[Frame, Observation] | None = None
+        self._unreported = 0
+        self.analysed = 0
+        self.detected = 0
+
+    def wants_detection(self, frame: Frame) -> bool:
+        return self.gate is None or self.gate.wants_detection(frame.t, frame.image)
+
+    def analyse(self, frame: Frame, detections: sv.Detections) -> Observation:
+        if self.analyser is None:
+            h, w = frame.image.shape[:2]
+            self.analyser = Analyser(
+                self.spec.id, self.spec.analytics, w, h, track_confidence=self._settings.vision_track_confidence
+            )
+            self._report_t = frame.t
+        self.last_detections = detections
+        observation = self.analyser.update(frame.t, detections)
+        self.analysed += 1
+        self._analysed_since_report += 1
+        self._unreported += 1
+        self._last = (frame, observation)
+        metrics.ANALYSED.labels(self.spec.id).inc()
+        for transition in observation.transitions:
+            self._publish_event(frame, observation, transition)
+        if frame.t - self._report_t >= self._settings.vision_counts_interval_s:
+            self.report(frame, observation)
+        return observation
+
+    def report(self, frame: Frame, observation: Observation) -> None:
+        """Counts since the last report, the latest snapshot, and the camera's health."""
+        self._report_t, self._unreported = frame.t, 0
+        self.link.counts(frame.wall, self.analyser.report(observation.occupancy))
+        self.snapshots.save("latest.jpg", annotate(frame.image, observation.detections, self.analyser))
+        now = time.monotonic()
+        fps = self._analysed_since_report / max(now - self._report_wall, 1e-6)
+        self._report_wall, self._analysed_since_report = now, 0
+        stats = self.source.stats
+        metrics.ANALYSED_FPS.labels(self.spec.id).set(fps)
+        metrics.DROPPED.labels(self.spec.id).set(stats.frames_dropped)
+        self.link.status(True, self.health(fps))
+
+    def health(self, analysed_fps: float) -> dict[str, Any]:
+        stats = self.source.stats
+        return {
+            "analysed_fps": round(analysed_fps, 2),
+            "stream_fps": round(stats.fps, 2),
+            "frames_read": stats.frames_read,
+            "frames_dropped": stats.frames_dropped,
+            "frames_detected": self.detected,
+            "frames_analysed": self.analysed,
+            "reconnects": stats.reconnects,
+            "last_frame": stats.last_frame.isoformat() if stats.last_frame else None,
+        }
+
+    def _publish_event(self, frame: Frame, observation: Observation, tr: Transition) -> None:
+        name = f"{tr.event}-{frame.wall:%Y%m%dT%H%M%S%f}-{tr.state}.jpg"
+        data: dict[str, Any] = {"state": tr.state, "duration_s": tr.duration_s, **tr.data}
+        if tr.state != "ongoing":  # a snapshot where the condition starts and where it ends
+            data["snapshot"] = self.snapshots.save(name, annotate(frame.image, observation.detections, self.analyser))
+        self.link.event(frame.wall, tr.event, SEVERITY[tr.event], TITLE[tr.event], data)
+        metrics.EVENTS.labels(self.spec.id, tr.event, tr.state).inc()
+
+    def close(self) -> None:
+        """End the conditions still open and report what was counted since the last report, then let
+        go of the stream and the link."""
+        if self._last is not None:
+            frame, observation = self._last
+            for condition in self.analyser.conditions.values():
+                if (transition := condition.end()) is not None:
+                    self._publish_event(frame, observation, transition)
+            if self._unreported:
+                self.report(frame, observation)
+        self.source.close()
+        self.link.close()
+
+
+class Worker:
+    def __init__(self, settings: Settings, detector: Detector) -> None:
+        self.settings = settings
+        self.detector = detector
+        self.cameras: dict[str, CameraRun] = {}
+
+    def add(self, run: CameraRun) -> None:
+        self.cameras[run.spec.id] = run
+
+    def remove(self, camera_id: str) -> None:
+        run = self.cameras.pop(camera_id, None)
+        if run is not None:
+            run.close()
+
+    def step(self) -> int:
+        """One round over the cameras; how many frames it analysed."""
+        due: list[tuple[CameraRun, Frame]] = []
+        for run in list(self.cameras.values()):
+            frame = run.source.take()
+            if frame is not None:
+                due.append((run, frame))
+                metrics.LAST_FRAME.labels(run.spec.id).set(frame.wall.timestamp())
+            elif run.source.finished:  # a file read once: report its last counts and let it go
+                self.remove(run.spec.id)
+                continue
+            metrics.CONNECTED.labels(run.spec.id).set(1 if run.source.stats.connected else 0)
+        to_detect = [(run, frame) for run, frame in due if run.wants_detection(frame)]
+        detections = {id(frame): d for run, frame, d in self._detect(to_detect)}
+        for run, frame in due:
+            run.analyse(frame, detections.get(id(frame), run.last_detections))
+        return len(due)
+
+    def _detect(self, items: list[tuple[CameraRun, Frame]]):
+        size = self.detector.max_batch
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            began = time.perf_counter()
+            results = self.detector.detect([frame.image for _, frame in chunk])
+            per_frame = (time.perf_counter() - began) / len(chunk)
+            for (run, frame), d in zip(chunk, results, strict=True):
+                metrics.INFERENCE_SECONDS.observe(per_frame)
+                metrics.DETECTED.labels(run.spec.id).inc()
+                run.detected += 1
+                yield run, frame, d
+
+    def close(self) -> None:
+        for camera_id in list(self.cameras):
+            self.remove(camera_id)
