@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: run test setup lint format bench bench-rest stop
+.PHONY: run test setup lint format bench bench-rest bench-vision stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -12,10 +12,14 @@ test: setup ## Install what is missing and run the tests
 setup: ## Debian packages, TimescaleDB, the Python environment, the database cluster
 	@ops/setup.sh
 
-bench: setup ## Ingest, rules and live-push benchmarks; each prints its figures beside a baseline from the same run
+bench: setup ## Ingest, rules, live-push and vision benchmarks; each prints its figures beside a baseline from the same run
 	@.venv/bin/python -m bench.ingest
 	@.venv/bin/python -m bench.rules
 	@.venv/bin/python -m bench.live
+	@.venv/bin/python -m bench.vision
+
+bench-vision: setup ## The vision worker against a naive loop, and cameras per worker, for each engine
+	@.venv/bin/python -m bench.vision
 
 bench-rest: setup ## REST latency on a loaded dataset (50 million readings: about half an hour to load)
 	@.venv/bin/python -m bench.rest

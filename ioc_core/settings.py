@@ -80,7 +80,9 @@ class Settings(BaseSettings):
     vision_confidence: float = Field(0.25, gt=0, lt=1, description="Detections below this score are ignored.")
     vision_iou: float = Field(0.45, gt=0, lt=1, description="Overlap above which NMS keeps only the best box.")
     vision_imgsz: int = Field(640, ge=32, description="Detector input size where the model does not fix it.")
-    vision_threads: int = Field(2, ge=1, description="CPU threads of one inference.")
+    vision_threads: int = Field(
+        1, ge=1, description="CPU threads of one inference; one leaves the other cores to the stream decoders."
+    )
     vision_track_confidence: float = Field(0.3, gt=0, lt=1, description="Score a detection needs to start a track.")
     vision_motion_gate: bool = Field(True, description="Skip detection on frames where nothing moved.")
     vision_force_detect_s: float = Field(2.0, gt=0, description="Longest time without a detection, motion or not.")

@@ -7,6 +7,18 @@ export IOC_INGEST_WORKERS=${IOC_INGEST_WORKERS:-1}
 mkdir -p var
 .venv/bin/python -m ioc_core migrate
 .venv/bin/python -m ioc_api.cli bootstrap
+# The vision worker: the small offline detector on the shared footage unless told otherwise.
+small_model=${IOC_SHARED_DIR:-$(cd .. && pwd)/shared}/models/yolo-fastestv2-coco.onnx
+if [ -z "${IOC_VISION_MODEL:-}" ] && [ -f "$small_model" ]; then
+  export IOC_VISION_ENGINE=onnx IOC_VISION_MODEL=$small_model
+fi
+if [ -n "${IOC_VISION_MODEL:-}" ]; then
+  export IOC_VISION_AUTOSTART=true
+  .venv/bin/python -m vision.demo
+else
+  export IOC_VISION_AUTOSTART=false
+  echo "run: no detector weights (IOC_VISION_MODEL) and no shared model: the vision worker stays stopped" >&2
+fi
 port=${IOC_API_PORT:-8080}
 cat <<TXT
 

@@ -41,7 +41,7 @@ class MotionGate:
 
     def _moved(self, frame: np.ndarray) -> bool:
         h, w = frame.shape[:2]
-        small = cv2.resize(frame, (max(1, round(w * self._height / h)), self._height), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(frame, (max(1, round(w * self._height / h)), self._height), interpolation=cv2.INTER_LINEAR)
         gray = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0).astype(np.float32)
         if self._background is None:
             self._background = gray

@@ -6,13 +6,15 @@ frames. Frames are only colour-converted (``retrieve``) when the analysis rate w
 are grabbed and skipped. A frame converted but replaced before the worker took it is *dropped*, and
 counted. A stream that stops is reopened with exponential backoff.
 
-A file can also be read as fast as possible (tests, benchmarks): then the worker pulls frames, and
-the source skips, in video time, the frames the analysis rate does not want.
+A file can also be read as fast as possible (tests, benchmarks): then the worker gets every frame
+the analysis rate wants, in video time, and the source skips the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -120,6 +122,8 @@ class LiveSource:
                 ended = self._read(cap)
                 self.stats.connected = False
                 cap.release()
+                if self._stop.is_set():
+                    return
                 if ended and not self.spec.loop:
                     self.finished = True
                     return
@@ -166,7 +170,11 @@ class LiveSource:
 
 
 class FastFileSource:
-    """A video file read as fast as the worker pulls, one frame per analysis interval of video time."""
+    """A video file read as fast as the worker pulls, one frame per analysis interval of video time.
+
+    A thread decodes a few wanted frames ahead, so decoding overlaps detection as it does for a
+    live source; the worker still sees every wanted frame, in order.
+    """
 
     def __init__(self, path: str, analysis_fps: float, *, loop: bool = False, start: datetime | None = None) -> None:
         self.path = path
@@ -176,33 +184,46 @@ class FastFileSource:
         self._cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.stats.fps = fps if fps > 0 else 25.0
-        self._frame_s = 1.0 / self.stats.fps
         self._interval = 1.0 / analysis_fps
         self._start = start or datetime.now(UTC)
-        self._n = 0  # frames grabbed, over every loop
-        self._next = 0.0
+        self._ahead: queue.Queue[Frame | None] = queue.Queue(maxsize=4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._decode, name=f"source:{path[-40:]}", daemon=True)
+        self._thread.start()
 
     def take(self) -> Frame | None:
-        while not self.finished:
-            if not self._cap.grab():
-                if not self._loop or self._n == 0:
-                    self.finished = True
-                    return None
-                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                continue
-            t = self._n * self._frame_s
-            self._n += 1
-            self.stats.frames_read += 1
-            if t + 1e-6 < self._next:
-                continue
-            ok, image = self._cap.retrieve()
-            if not ok:
-                continue
-            self._next += self._interval
-            wall = self._start + timedelta(seconds=t)
-            self.stats.last_frame = wall
-            return Frame(image, t, wall)
-        return None
+        if self.finished:
+            return None
+        frame = self._ahead.get()
+        if frame is None:
+            self.finished = True
+            return None
+        self.stats.last_frame = frame.wall
+        return frame
 
     def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a decoder waiting for room
+            with contextlib.suppress(queue.Empty):
+                self._ahead.get_nowait()
+            self._thread.join(timeout=0.05)
         self._cap.release()
+
+    def _decode(self) -> None:
+        frame_s, n, wanted = 1.0 / self.stats.fps, 0, 0.0  # n: frames grabbed, over every loop
+        while not self._stop.is_set():
+            if not self._cap.grab():
+                if not self._loop or n == 0:
+                    break
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                continue
+            t = n * frame_s
+            n += 1
+            self.stats.frames_read += 1
+            if t + 1e-6 < wanted:
+                continue
+            ok, image = self._cap.retrieve()
+            if ok:
+                wanted += self._interval
+                self._ahead.put(Frame(image, t, self._start + timedelta(seconds=t)))
+        self._ahead.put(None)

@@ -149,6 +149,7 @@ def test_a_file_read_fast_yields_one_frame_per_analysis_interval_of_video_time(c
     assert source.finished and source.stats.frames_read == 50
     looped = FastFileSource(str(clip), analysis_fps=5, loop=True)
     assert [round(looped.take().t, 1) for _ in range(12)][-2:] == [2.0, 2.2]  # on into the second pass
+    looped.close()
 
 
 def test_a_live_source_keeps_only_the_newest_frame_and_counts_the_dropped(clip: Path) -> None:

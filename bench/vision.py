@@ -1,0 +1,219 @@
+"""``python -m bench.vision``: the vision worker against a naive loop, and cameras per worker, per engine.
+
+For each engine and model, in the same run:
+1. **Naive loop**: every frame of ``highway_720p.mp4`` decoded, detected, tracked and counted.
+2. **Worker**: the same file through the worker (5 analysed frames/s of video time, motion gate),
+   read as fast as it goes. Useful throughput is seconds of video analysed per second of wall time;
+   the ratio to the naive loop is the figure, with both runs' line counts beside the ground truth.
+3. **Cameras sustained**: N cameras, each a shared 720p video played at its real pace and looped
+   (as a camera delivers it), on one worker; N grows until a camera falls below 95% of its
+   5 analysed frames/s. The figure is the largest N that held.
+
+YOLO11n is built from Ultralytics' YAML (no weights can be downloaded here): its timings are real,
+its detections (none) are not, so its counts are not reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ioc_core.camera_config import CameraAnalytics
+from ioc_core.settings import Settings
+from vision.analytics import Analyser
+from vision.detectors import Detector, load_detector
+from vision.sources import FastFileSource, LiveSource, SourceSpec
+from vision.worker import CameraRun, CameraSpec, Worker
+
+SHARED = Settings().shared_dir
+TRUTH = json.loads((Path(__file__).parents[1] / "tests" / "data" / "vision_ground_truth.json").read_text())
+HIGHWAY = SHARED / "media" / "highway_720p.mp4"
+VIDEOS = [SHARED / "media" / f"{name}_720p.mp4" for name in ("highway", "crosswalk", "bridge_traffic")]
+CLASSES = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+
+
+class NullLink:
+    """Results kept in memory: the benchmark measures analysis, not the broker."""
+
+    def __init__(self) -> None:
+        self.crossings: dict[str, float] = {}
+
+    def counts(self, ts, values) -> None:
+        for k, v in values.items():
+            self.crossings[k] = self.crossings.get(k, 0) + v
+
+    def event(self, *args) -> None:
+        pass
+
+    def status(self, *args) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Engine:
+    label: str
+    engine: str
+    model: Path
+    imgsz: int
+    confidence: float
+    counts_mean: bool = True  # False for weights that detect nothing
+
+
+def highway_config(analysis_fps: float) -> CameraAnalytics:
+    return CameraAnalytics(analysis_fps=analysis_fps, lines=[TRUTH["highway_720p.mp4"]["line"]])
+
+
+def crossed_in(values: dict[str, float]) -> int:
+    return int(sum(v for k, v in values.items() if k.endswith("_in")))
+
+
+def naive(detector: Detector) -> tuple[float, int]:
+    """Every frame decoded and detected: (seconds of video per wall second, vehicles in)."""
+    cap = cv2.VideoCapture(str(HIGHWAY))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    analyser, n = None, 0
+    started = time.perf_counter()
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        if analyser is None:
+            analyser = Analyser("naive", highway_config(min(fps, 30)), image.shape[1], image.shape[0])
+        analyser.update(n / fps, detector.detect([image])[0])
+        n += 1
+    elapsed = time.perf_counter() - started
+    return n / fps / elapsed, crossed_in(analyser.report({}))
+
+
+def worker_on_file(detector: Detector, settings: Settings) -> tuple[float, int, int, int]:
+    """The worker on the same file: (video s per wall s, vehicles in, frames analysed, frames detected)."""
+    worker = Worker(settings, detector)
+    link = NullLink()
+    source = FastFileSource(str(HIGHWAY), 5)
+    run = CameraRun(CameraSpec("bench", str(HIGHWAY), highway_config(5)), source, link, settings)
+    worker.add(run)
+    started = time.perf_counter()
+    while worker.cameras:
+        worker.step()
+    elapsed = time.perf_counter() - started
+    video_s = source.stats.frames_read / source.stats.fps
+    return video_s / elapsed, crossed_in(link.crossings), run.analysed, run.detected
+
+
+def sustains(detector: Detector, settings: Settings, cameras: int, seconds: float, warmup: float = 3.0) -> bool:
+    worker = Worker(settings, detector)
+    runs = []
+    for i in range(cameras):
+        video = VIDEOS[i % len(VIDEOS)]
+        spec = CameraSpec(f"cam-{i}", str(video), highway_config(5))
+        runs.append(CameraRun(spec, LiveSource(SourceSpec(str(video)), 5), NullLink(), settings))
+        worker.add(runs[-1])
+    try:
+        deadline = time.monotonic() + warmup
+        while time.monotonic() < deadline:
+            if worker.step() == 0:
+                time.sleep(0.002)
+        before = [r.analysed for r in runs]
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            if worker.step() == 0:
+                time.sleep(0.002)
+        elapsed = time.monotonic() - started
+    finally:
+        worker.close()
+    rates = [(r.analysed - b) / elapsed for r, b in zip(runs, before, strict=True)]
+    print(f"    {cameras:3d} cameras: slowest {min(rates):.2f} analysed frames/s, mean {sum(rates) / len(rates):.2f}")
+    return min(rates) >= 0.95 * 5
+
+
+def most_cameras(detector: Detector, settings: Settings, seconds: float, start: int) -> int:
+    """Grow N until a camera falls behind, then narrow down between the last that held and the first that failed."""
+    held, failed, n = 0, None, start
+    while failed is None:
+        if sustains(detector, settings, n, seconds):
+            held, n = n, n * 2
+        else:
+            failed = n
+    while failed - held > 1:
+        mid = (held + failed) // 2
+        if sustains(detector, settings, mid, seconds):
+            held = mid
+        else:
+            failed = mid
+    return held
+
+
+def yolo11n(workdir: Path, imgsz: int) -> tuple[Path, Path]:
+    """YOLO11n from its YAML with COCO's names, and its ONNX export (dynamic batch)."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+
+    names = [n.strip() for n in (SHARED / "models" / "coco80.names").read_text().splitlines() if n.strip()]
+    model = YOLO("yolo11n.yaml")
+    model.model.names = dict(enumerate(names))
+    pt = workdir / "yolo11n.pt"
+    model.save(pt)
+    exported = YOLO(pt).export(format="onnx", dynamic=True, imgsz=imgsz, simplify=False, verbose=False)
+    return pt, Path(exported)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=12, help="measured seconds of each cameras-sustained trial")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of one inference")
+    parser.add_argument("--yolo-imgsz", type=int, default=320, help="YOLO11n's input size")
+    parser.add_argument("--only", choices=["fastest", "yolo11n-pt", "yolo11n-onnx"], help="one engine only")
+    args = parser.parse_args()
+    small = SHARED / "models" / "yolo-fastestv2-coco.onnx"
+    if not small.is_file():
+        raise SystemExit(f"the shared footage and model are needed: {SHARED} has no {small.name}")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-vision-"))
+    engines = [Engine("YOLO-FastestV2, ONNX Runtime", "onnx", small, 352, 0.2)]
+    if args.only != "fastest":
+        pt, exported = yolo11n(workdir, args.yolo_imgsz)
+        engines += [
+            Engine(
+                f"YOLO11n (YAML) at {args.yolo_imgsz}, Ultralytics", "ultralytics", pt, args.yolo_imgsz, 0.25, False
+            ),
+            Engine(
+                f"YOLO11n (YAML) at {args.yolo_imgsz}, ONNX Runtime", "onnx", exported, args.yolo_imgsz, 0.25, False
+            ),
+        ]
+    keys = {"fastest": 0, "yolo11n-pt": 1, "yolo11n-onnx": 2}
+    if args.only:
+        engines = [engines[keys[args.only]]]
+    truth = TRUTH["highway_720p.mp4"]["in"]
+    print(f"cores: {os.cpu_count()}, inference threads: {args.threads}; ground truth: {truth} vehicles in")
+    for e in engines:
+        settings = Settings(
+            snapshot_dir=workdir / "snapshots", vision_counts_interval_s=60, vision_confidence=e.confidence
+        )
+        detector = load_detector(
+            e.engine, e.model, CLASSES, confidence=e.confidence, iou=0.45, imgsz=e.imgsz, threads=args.threads
+        )
+        detector.detect([np.zeros((720, 1280, 3), dtype=np.uint8)])  # load and warm
+        naive_rate, naive_in = naive(detector)
+        rate, worker_in, analysed, detected = worker_on_file(detector, settings)
+        counts = f"; vehicles in: naive {naive_in}, worker {worker_in} (truth {truth})" if e.counts_mean else ""
+        print(f"{e.label}")
+        print(
+            f"  naive loop {naive_rate:.2f} video s/s; worker {rate:.2f} video s/s"
+            f" ({analysed} frames analysed, {detected} detected): ratio {rate / naive_rate:.2f}{counts}"
+        )
+        n = most_cameras(detector, settings, args.seconds, start=8 if e.engine == "onnx" and e.model == small else 2)
+        print(f"  cameras sustained at 5 analysed frames/s: {n}")
+
+
+if __name__ == "__main__":
+    main()
