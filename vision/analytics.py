@@ -77,6 +77,7 @@ class Analyser:
     ) -> None:
         self.camera_id = camera_id
         self.config = config
+        self._classes = np.array(config.classes, dtype=object)
         fps = config.analysis_fps
         self._tracker = ByteTrackTracker(
             lost_track_buffer=max(1, round(lost_after_s * fps)),
@@ -111,6 +112,9 @@ class Analyser:
         self.tally = Tally()
 
     def update(self, t: float, detections: sv.Detections) -> Observation:
+        names = detections.data.get("class_name")
+        if names is not None and len(detections):
+            detections = detections[np.isin(names, self._classes)]  # this camera's classes of interest
         tracked = self._tracker.update(drop_riders(detections))
         if tracked.tracker_id is not None:
             tracked = tracked[tracked.tracker_id >= 0]  # confirmed tracks only

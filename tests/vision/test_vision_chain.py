@@ -7,17 +7,19 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
 from ioc_core.camera_config import CameraAnalytics
 from ioc_core.settings import Settings
-from tests.support import Broker, Service, as_, wait_until
+from simulators.mjpeg import MjpegServer
+from tests.support import Broker, Collector, Service, as_, free_port, wait_until
 from vision.analytics import Analyser
 from vision.detectors import OnnxDetector
 from vision.link import CameraLink
-from vision.service import registered_cameras
+from vision.service import VisionService, registered_cameras
 from vision.sources import FastFileSource
 from vision.worker import CameraRun, CameraSpec, Worker
 
@@ -121,3 +123,50 @@ def test_crosswalk_zone_occupancy_matches_labelled_frames(detector: OnnxDetector
         else:
             assert abs(count - label["clear"]) <= 1, (index, count)
     assert counted >= 0.6 * sum(label["clear"] for label in truth["frames"].values())
+
+
+def test_the_service_follows_the_registry_and_cameras_report_their_status(
+    broker: Broker, database_url: str, db: psycopg.Connection, snapshot_dir: Path
+) -> None:
+    video = SHARED / "media" / "crosswalk_720p.mp4"
+    server = MjpegServer({"cw": video}, port=free_port()).start()
+    settings = Settings(
+        database_url=database_url,
+        mqtt_url=broker.url,
+        snapshot_dir=snapshot_dir,
+        vision_engine="onnx",
+        vision_model=MODEL,
+        vision_counts_interval_s=0.5,
+        vision_worker_id="vision-sync",
+    )
+    status = Collector(broker.port, "ioc/v1/devices/cam-sync/status")
+    service = VisionService(settings)
+    try:
+        db.execute(
+            "INSERT INTO cameras (id, unit_id, stream_url) VALUES ('cam-sync', 'hai-chau', %s)", (server.url("cw"),)
+        )
+        service.sync()
+        first = service.worker.cameras["cam-sync"]
+
+        def analysed() -> bool:
+            service.worker.step()
+            return first.analysed >= 5
+
+        wait_until(analysed, what="frames analysed from the MJPEG camera")
+        wait_until(lambda: any(b'"online"' in p for _, p in status.messages), what="its health on the status topic")
+        health = orjson.loads([p for _, p in status.messages if b'"online"' in p][-1])
+        assert health["stream_fps"] > 0 and health["frames_analysed"] >= 1 and "frames_dropped" in health
+
+        db.execute("UPDATE cameras SET analytics = %s WHERE id = 'cam-sync'", (Jsonb({"analysis_fps": 2}),))
+        service.sync()
+        assert service.worker.cameras["cam-sync"] is not first  # restarted with its new analytics
+        assert service.worker.cameras["cam-sync"].spec.analytics.analysis_fps == 2
+
+        db.execute("DELETE FROM cameras WHERE id = 'cam-sync'")
+        service.sync()
+        assert "cam-sync" not in service.worker.cameras
+        wait_until(lambda: status.messages[-1][1] == b"offline", what="offline once removed")
+    finally:
+        service.worker.close()
+        status.close()
+        server.stop()

@@ -11,6 +11,8 @@ import supervision as sv
 from pydantic import ValidationError
 
 from ioc_core.camera_config import CameraAnalytics
+from simulators.mjpeg import MjpegServer
+from tests.support import free_port, wait_until
 from vision.analytics import Analyser, drop_riders
 from vision.conditions import Condition
 from vision.motion import MotionGate
@@ -174,3 +176,30 @@ def test_a_stream_that_cannot_be_reached_is_retried_with_backoff() -> None:
     finally:
         source.close()
     assert not any(t.name.startswith("source:") and t.is_alive() for t in threading.enumerate())
+
+
+def test_only_the_camera_s_classes_are_tracked_and_counted() -> None:
+    config = CameraAnalytics(
+        analysis_fps=5, classes=["car"], zones=[{"name": "all", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]}]
+    )
+    analyser = Analyser("cam-1", config, 1000, 1000)
+    for i in range(3):
+        obs = analyser.update(i / 5, detections([(100, 100, 200, 200), (500, 500, 540, 600)], ["car", "person"]))
+    assert obs.occupancy["all"] == {"car": 1}
+
+
+def test_an_mjpeg_camera_that_drops_is_reconnected_and_delivers_again(clip: Path) -> None:
+    server = MjpegServer({"cam": clip}, port=free_port()).start()
+    source = LiveSource(SourceSpec(server.url("cam")), analysis_fps=10, max_backoff_s=0.5)
+    try:
+        assert wait_until(source.take, what="a frame from the MJPEG stream").image.shape == (360, 640, 3)
+        assert source.stats.connected
+        server.stop()  # the camera loses power
+        wait_until(lambda: not source.stats.connected and source.stats.reconnects >= 2, what="retries")
+        source.take()
+        server.start()
+        wait_until(source.take, what="frames again after the camera came back")
+        assert source.stats.connected
+    finally:
+        source.close()
+        server.stop()
