@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -71,8 +72,17 @@ class CameraRun:
         self._analysed_since_report = 0
         self._last: tuple[Frame, Observation] | None = None
         self._unreported = 0
+        self._connected = False
         self.analysed = 0
         self.detected = 0
+
+    def watch_stream(self) -> None:
+        """The camera is offline while its stream is down, and says so as soon as that changes."""
+        connected = self.source.stats.connected
+        metrics.CONNECTED.labels(self.spec.id).set(1 if connected else 0)
+        if connected != self._connected:
+            self._connected = connected
+            self.link.status(connected, self.health(0.0))
 
     def wants_detection(self, frame: Frame) -> bool:
         return self.gate is None or self.gate.wants_detection(frame.t, frame.image)
@@ -170,14 +180,14 @@ class Worker:
             elif run.source.finished:  # a file read once: report its last counts and let it go
                 self.remove(run.spec.id)
                 continue
-            metrics.CONNECTED.labels(run.spec.id).set(1 if run.source.stats.connected else 0)
+            run.watch_stream()
         to_detect = [(run, frame) for run, frame in due if run.wants_detection(frame)]
         detections = {id(frame): d for run, frame, d in self._detect(to_detect)}
         for run, frame in due:
             run.analyse(frame, detections.get(id(frame), run.last_detections))
         return len(due)
 
-    def _detect(self, items: list[tuple[CameraRun, Frame]]):
+    def _detect(self, items: list[tuple[CameraRun, Frame]]) -> Iterator[tuple[CameraRun, Frame, sv.Detections]]:
         size = self.detector.max_batch
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
