@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     alert_check_s: float = Field(
         5.0, gt=0, description="How often escalations and no-data rules are checked (on a clock, not on readings)."
     )
+    alert_clock: Literal["wall", "data"] = Field(
+        "wall",
+        description="What escalation and no-data rules time against: the wall clock, or (for replays and "
+        "simulations at speed only) the newest reading's time.",
+    )
     escalation_deadlines_s: dict[str, tuple[float, float]] = Field(
         {"critical": (300, 900), "major": (900, 2700), "minor": (3600, 10800), "info": (14400, 43200)},
         description="Per severity, seconds from opening to the first and the second escalation to city level"

@@ -1,16 +1,16 @@
-"""``python -m vision.demo``: register the shared footage as three cameras of the demo city.
+"""The demo city's cameras: the shared footage served as live MJPEG streams and registered with
+their places, counting lines and watched zones, so the vision worker reads them as real cameras."""
 
-Each video is played at its own pace and looped, as a camera would deliver it, with a counting
-line and a watched zone. Cameras already registered are left as they are.
-"""
+from __future__ import annotations
 
-import sys
+import threading
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from ioc_core.camera_config import CameraAnalytics
-from ioc_core.settings import get_settings
+from ioc_core.settings import Settings
+from simulators.mjpeg import MjpegServer
 
 # id, name, video, lat, lon, analytics
 CAMERAS = [
@@ -50,22 +50,26 @@ CAMERAS = [
 ]
 
 
-def main() -> None:
-    settings = get_settings()
-    media = settings.shared_dir / "media"
-    if not media.is_dir():
-        print(f"no demo cameras: the shared footage is not in {media}", file=sys.stderr)
-        return
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for camera_id, name, video, lat, lon, analytics in CAMERAS:
+def register_cameras(database_url: str, server: MjpegServer) -> None:
+    """Register each camera at its stream's URL; a camera already there keeps its settings but
+    follows the stream (the server's port may have changed)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for camera_id, name, _, lat, lon, analytics in CAMERAS:
             config = CameraAnalytics.model_validate(analytics).model_dump(mode="json")
             conn.execute(
                 "INSERT INTO cameras (id, name, lat, lon, stream_url, analytics) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO NOTHING",
-                (camera_id, name, lat, lon, str(media / video), Jsonb(config)),
+                " ON CONFLICT (id) DO UPDATE SET stream_url = excluded.stream_url",
+                (camera_id, name, lat, lon, server.url(camera_id), Jsonb(config)),
             )
-    print(f"demo cameras registered: {', '.join(c[0] for c in CAMERAS)}")
 
 
-if __name__ == "__main__":
-    main()
+def serve_demo_cameras(settings: Settings, port: int, do_register: bool, stop: threading.Event) -> None:
+    media = settings.shared_dir / "media"
+    if not media.is_dir():
+        raise SystemExit(f"no demo cameras: the shared footage is not in {media}")
+    server = MjpegServer({c[0]: media / c[2] for c in CAMERAS}, port=port).start()
+    if do_register:
+        register_cameras(settings.database_url, server)
+    print(f"cameras streaming: {', '.join(server.url(c[0]) for c in CAMERAS)}", flush=True)
+    stop.wait()
+    server.stop()

@@ -1,0 +1,5 @@
+"""``python -m simulators --help``."""
+
+from simulators.cli import main
+
+main()
