@@ -7,6 +7,9 @@ export IOC_INGEST_WORKERS=${IOC_INGEST_WORKERS:-1}
 mkdir -p var
 .venv/bin/python -m ioc_core migrate
 .venv/bin/python -m ioc_api.cli bootstrap
+# A small simulated city by default (IOC_SIM_SENSORS=0 turns it off), and its camera streams.
+export IOC_SIM_SENSORS=${IOC_SIM_SENSORS:-1000}
+[ "$IOC_SIM_SENSORS" -gt 0 ] && export IOC_SIM_AUTOSTART=true || export IOC_SIM_AUTOSTART=false
 # The vision worker: the small offline detector on the shared footage unless told otherwise.
 small_model=${IOC_SHARED_DIR:-$(cd .. && pwd)/shared}/models/yolo-fastestv2-coco.onnx
 if [ -z "${IOC_VISION_MODEL:-}" ] && [ -f "$small_model" ]; then
@@ -14,7 +17,6 @@ if [ -z "${IOC_VISION_MODEL:-}" ] && [ -f "$small_model" ]; then
 fi
 if [ -n "${IOC_VISION_MODEL:-}" ]; then
   export IOC_VISION_AUTOSTART=true
-  .venv/bin/python -m vision.demo
 else
   export IOC_VISION_AUTOSTART=false
   echo "run: no detector weights (IOC_VISION_MODEL) and no shared model: the vision worker stays stopped" >&2
