@@ -96,6 +96,7 @@ class City:
     weather: Weather | None = None
     per_unit: dict[str, int] = field(default_factory=dict)  # kind -> sensors in every unit (scenarios)
     prefix: str = "sim"  # of the sensor ids
+    shard: tuple[int, int] = (0, 1)  # (k, n): this process reports every n-th sensor from the k-th
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
@@ -108,7 +109,9 @@ class City:
         for kind, placed in self._placement(weights).items():
             if len(placed) > 0:
                 interval = self.intervals.get(kind, KINDS[kind][1])
-                self.groups[kind] = _Group.place(kind, placed, interval, self.units, self.rng, self.start, self.prefix)
+                group = _Group.place(kind, placed, interval, self.units, self.rng, self.start, self.prefix)
+                self.groups[kind] = group.part(*self.shard)
+        self.rng = np.random.default_rng([self.seed, *self.shard])  # each shard draws its own values
         self._unit_index = {u.id: i for i, u in enumerate(self.units)}
         self._runoff = np.zeros(len(self.units))  # rain that is still reaching the rivers, per unit
         self._runoff_t = self.start
@@ -324,3 +327,11 @@ class _Group:
             site=site,
             failed=rng.random(n) < 0.02,
         )
+
+    def part(self, k: int, n: int) -> _Group:
+        """Every n-th sensor from the k-th: one process's share of the city."""
+        if n == 1:
+            return self
+        pick = slice(k, None, n)
+        arrays = {name: getattr(self, name)[pick] for name in ("unit", "lat", "lon", "next", "scale", "site", "failed")}
+        return _Group(self.kind, self.interval, self.ids[pick], **arrays)

@@ -12,11 +12,10 @@ from typing import Annotated
 import typer
 
 from ioc_core.settings import get_settings
-from simulators.city import KINDS, City
-from simulators.faults import FaultRates, Faults
-from simulators.publish import Publisher
+from simulators.city import KINDS
+from simulators.faults import FaultRates
 from simulators.registry import load_units, register
-from simulators.runner import run_city
+from simulators.runner import CityRun, run_sharded
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
@@ -57,6 +56,7 @@ def city(
         str, typer.Option(help="Fault rates, e.g. dropout=0.01,duplicate=0.005,late=0.01,malformed=0.001,gateway=0.2")
     ] = "",
     do_register: Annotated[bool, typer.Option("--register/--no-register", help="Register the sensors first.")] = True,
+    processes: Annotated[int, typer.Option(help="Publishing processes, each with a share of the sensors.")] = 1,
 ) -> None:
     """Run a city of sensors: daily rhythms, weather, tide, and faulty devices at set rates."""
     settings = get_settings()
@@ -68,33 +68,25 @@ def city(
         raise typer.BadParameter("a speed other than 1 needs --hours (or --start): the run then ends at the present")
     else:
         begin = time.time() - hours * 3600  # so that no timestamp lies in the future
-    the_city = City(
-        load_units(settings.database_url, units),
-        sensors,
+    plan = CityRun(
+        units=load_units(settings.database_url, units),
+        sensors=sensors,
         seed=seed,
         start=begin,
-        hours=hours or 24,
+        hours=hours,
         jitter=jitter,
         intervals=_pairs(interval or [], "--interval"),
         shares=_pairs(share or [], "--share"),
+        faults=FaultRates.parse(faults),
+        speed=None if speed <= 0 else speed,
+        mqtt_url=settings.mqtt_url,
     )
     if do_register:
-        typer.echo(f"registered {register(settings.database_url, the_city.devices())} sensors")
-    publisher = Publisher(settings.mqtt_url, f"sim-city-{seed}")
-    fault_model = Faults(FaultRates.parse(faults), seed)
-    stats = run_city(
-        the_city,
-        publisher.send,
-        fault_model,
-        until=begin + hours * 3600 if hours else None,
-        speed=None if speed <= 0 else speed,
-        stop=_stop_on_signals(),
-        show_progress=hours is not None,
-    )
-    publisher.close()
+        typer.echo(f"registered {register(settings.database_url, plan.city((0, 1)).devices())} sensors")
+    stats, counts = run_sharded(plan, processes, _stop_on_signals())
     typer.echo(
         f"{stats.readings:,} readings in {stats.messages:,} messages, {stats.seconds:.1f} s ({stats.rate:,.0f} msg/s);"
-        f" faults: {dict(fault_model.counts) or 'none'}"
+        f" faults: {counts or 'none'}"
     )
 
 
