@@ -151,27 +151,28 @@ class City:
     # --- what the sensors report
 
     def readings(self, t: float) -> list[Reading]:
-        """The readings due at or before ``t`` that were not given yet, each at its own time."""
+        """The readings due at or before ``t`` that were not given yet, each at its own time (a
+        sensor behind by several intervals gives one reading for each)."""
         self._advance_runoff(t)
         out: list[Reading] = []
         for kind, g in self.groups.items():
-            due = np.flatnonzero(g.next <= t)
-            if len(due) == 0:
-                continue
-            times = g.next[due].copy()
-            g.next[due] += g.interval * (1 + self.jitter * self.rng.uniform(-1, 1, len(due)))
-            silent = self._silent(kind, g, due, times)
-            keep = ~silent
-            due, times = due[keep], times[keep]
-            if len(due) == 0:
-                continue
-            values = getattr(self, f"_{kind}")(g, due, float(np.median(times)))
-            names = KINDS[kind][2]
-            columns = [np.round(values[m], 2).tolist() for m in names]
-            ids = g.ids
-            for j, i in enumerate(due.tolist()):
-                out.append(Reading(ids[i], float(times[j]), {m: col[j] for m, col in zip(names, columns, strict=True)}))
+            while len(due := np.flatnonzero(g.next <= t)):
+                times = g.next[due].copy()
+                g.next[due] += g.interval * (1 + self.jitter * self.rng.uniform(-1, 1, len(due)))
+                keep = ~self._silent(kind, g, due, times)
+                if keep.any():
+                    out += self._report(kind, g, due[keep], times[keep])
         return out
+
+    def _report(self, kind: str, g: _Group, due: np.ndarray, times: np.ndarray) -> list[Reading]:
+        values = getattr(self, f"_{kind}")(g, due, float(np.median(times)))
+        names = KINDS[kind][2]
+        columns = [np.round(values[m], 2).tolist() for m in names]
+        ids = g.ids
+        return [
+            Reading(ids[i], float(times[j]), {m: col[j] for m, col in zip(names, columns, strict=True)})
+            for j, i in enumerate(due.tolist())
+        ]
 
     def _silent(self, kind: str, g: _Group, due: np.ndarray, times: np.ndarray) -> np.ndarray:
         silent = np.zeros(len(due), dtype=bool)
@@ -270,9 +271,9 @@ class City:
             w = o.weight(t)
             if w and o.rain_mm_h:
                 rain[self._unit_index[o.unit_id]] += o.rain_mm_h * w
-        tau = 3 * 3600.0
+        tau = 2.5 * 3600.0
         decay = math.exp(-dt / tau)
-        self._runoff = self._runoff * decay + (rain * 0.0125) * (1 - decay)
+        self._runoff = self._runoff * decay + (rain * 0.035) * (1 - decay)
         self._runoff_t = t
 
 

@@ -1,4 +1,4 @@
-"""Each scenario file, run at 600x through the real broker, ingest and database, opens exactly the
+"""Each scenario file, run at 1200x through the real broker, ingest and database, opens exactly the
 alerts it states, and they close. Each runs in a database of its own with ingest on the data clock
 (``IOC_ALERT_CLOCK=data``), so no-data rules and escalation keep the scenario's time."""
 
@@ -56,7 +56,7 @@ def scenario_env() -> Iterator[Settings]:
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_a_scenario_opens_exactly_the_alerts_it_states_and_they_close(path: Path, scenario_env: Settings) -> None:
     plan = Scenario.load(path)
-    stats = run_scenario(plan, scenario_env, speed=600)
+    stats = run_scenario(plan, scenario_env, speed=1200)
     expected = plan.expected_alerts(plan.city(scenario_env.database_url, plan.start_time()))
     with psycopg.connect(scenario_env.database_url, autocommit=True) as db:
         wait_until(
