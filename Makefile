@@ -12,10 +12,11 @@ test: setup ## Install what is missing and run the tests
 setup: ## Debian packages, TimescaleDB, the Python environment, the database cluster
 	@ops/setup.sh
 
-bench: setup ## Ingest, rules, live-push and vision benchmarks; each prints its figures beside a baseline from the same run
+bench: setup ## Ingest, rules, live-push, simulator and vision benchmarks; each prints its figures beside a baseline from the same run
 	@.venv/bin/python -m bench.ingest
 	@.venv/bin/python -m bench.rules
 	@.venv/bin/python -m bench.live
+	@.venv/bin/python -m bench.simulator
 	@.venv/bin/python -m bench.vision
 
 bench-vision: setup ## The vision worker against a naive loop, and cameras per worker, for each engine
