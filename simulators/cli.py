@@ -106,7 +106,11 @@ def scenario(
     file: Annotated[Path, typer.Argument(help="A scenario file (YAML), e.g. simulators/scenarios/flood.yaml.")],
     speed: Annotated[float, typer.Option(help="Sim seconds per wall second; 0: as fast as the broker takes.")] = 0,
 ) -> None:
-    """Run a scripted incident and print the alerts it should cause."""
+    """Run a scripted incident and print the alerts it should cause.
+
+    At speed, run it against an ingest with IOC_ALERT_CLOCK=data, so that no-data rules and
+    escalation keep the scenario's time rather than the wall clock's.
+    """
     from simulators.scenarios import Scenario, run_scenario
 
     plan = Scenario.load(file)
