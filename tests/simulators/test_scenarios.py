@@ -2,18 +2,16 @@
 alerts it states, and they close. Each runs in a database of its own with ingest on the data clock
 (``IOC_ALERT_CLOCK=data``), so no-data rules and escalation keep the scenario's time."""
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from ioc_core.db import migrate
+from bench.scratch import create_database, drop_database
 from ioc_core.settings import REPO_ROOT, Settings
-from ioc_core.units import seed_units
 from simulators.scenarios import Scenario, run_scenario
-from tests.conftest import ADMIN_URL, _database_url, ingest_subscribed
+from tests.conftest import ingest_subscribed
 from tests.support import Broker, Service, free_port, wait_until
 
 SCENARIOS = sorted((REPO_ROOT / "simulators" / "scenarios").glob("*.yaml"))
@@ -23,15 +21,9 @@ SCENARIOS = sorted((REPO_ROOT / "simulators" / "scenarios").glob("*.yaml"))
 def scenario_env() -> Iterator[Settings]:
     """A database, a broker and an ingest of its own: an ingest that left a broker's share group
     would still be given its share of the next scenario's messages."""
-    name = f"ioc_scenario_{uuid.uuid4().hex[:10]}"
+    name, url = create_database("ioc_scenario")
     broker = Broker()
     broker.start()
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _database_url(name)
-    migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        seed_units(conn, Settings().shared_dir)
     port = free_port()
     env = {
         "IOC_DATABASE_URL": url,
@@ -49,8 +41,7 @@ def scenario_env() -> Iterator[Settings]:
     finally:
         ingest.stop()
         broker.remove()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(name)
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
