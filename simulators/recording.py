@@ -55,7 +55,14 @@ def record_mqtt(mqtt_url: str, topic: str, out: Path, seconds: float, stop: thre
         client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
         client.connect(address.host, address.port)
         client.loop_start()
-        stop.wait(seconds)
+        started = time.monotonic()
+        with progress_bar("recording") as bar:
+            task = bar.add_task("record", total=seconds, rate="")
+            while not stop.wait(min(0.5, max(0.0, started + seconds - time.monotonic()))):
+                elapsed = time.monotonic() - started
+                bar.update(task, completed=min(elapsed, seconds), rate=f"{count / max(elapsed, 1e-9):,.0f} msg/s")
+                if elapsed >= seconds:
+                    break
         client.disconnect()
         client.loop_stop()
     return count
@@ -64,7 +71,20 @@ def record_mqtt(mqtt_url: str, topic: str, out: Path, seconds: float, stop: thre
 def export_readings(database_url: str, out: Path, since: datetime, until: datetime, sensor_like: str = "%") -> int:
     """Stored readings in [since, until) as one message per sensor and time, in time order."""
     count = 0
-    with psycopg.connect(database_url) as conn, conn.cursor(name="export") as cur, out.open("wb") as f:
+    with psycopg.connect(database_url) as conn:
+        total = conn.execute(
+            "SELECT count(DISTINCT (time, sensor_id)) FROM readings"
+            " WHERE time >= %s AND time < %s AND sensor_id LIKE %s",
+            (since, until, sensor_like),
+        ).fetchone()[0]
+    with (
+        psycopg.connect(database_url) as conn,
+        conn.cursor(name="export") as cur,
+        out.open("wb") as f,
+        progress_bar("exporting") as bar,
+    ):
+        task = bar.add_task("export", total=total, rate="")
+        started = time.monotonic()
         cur.itersize = 10_000
         cur.execute(
             "SELECT time, sensor_id, jsonb_object_agg(metric, value) FROM readings"
@@ -75,6 +95,9 @@ def export_readings(database_url: str, out: Path, since: datetime, until: dateti
             payload = orjson.dumps({"ts": at.isoformat(), "values": values})
             f.write(_line(at.timestamp(), topics.sensor_readings(sensor_id), payload))
             count += 1
+            if count % 10_000 == 0 or count == total:
+                rate = count / max(time.monotonic() - started, 1e-9)
+                bar.update(task, completed=count, rate=f"{rate:,.0f} msg/s")
     return count
 
 
