@@ -25,6 +25,7 @@ from ioc_api.routes import (
     readings,
     registry,
     rules,
+    screen,
     units,
 )
 from ioc_core.settings import REPO_ROOT, Settings, get_settings
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(health.router)
-    for module in (auth, units, registry, readings, events, alerts, rules, performance, cap, dead_letters):
+    for module in (auth, units, registry, readings, events, alerts, rules, performance, cap, dead_letters, screen):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")

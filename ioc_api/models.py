@@ -110,6 +110,7 @@ class Camera(BaseModel):
     analytics: dict[str, Any]
     status: str
     last_seen: datetime | None
+    counts: dict[str, float] = Field(default_factory=dict, description="The latest counts the vision worker sent.")
 
 
 class Bucket(BaseModel):

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         1.0, ge=0, description="How long a /latest body is shared by callers of the same scope (0: never)."
     )
     session_hours: float = Field(12, gt=0, description="Lifetime of a login's token (a shift).")
+    screen_tile_url: str | None = Field(
+        None, description="A tile server for the screen's base map ({z}/{x}/{y}); none: units and boundary only."
+    )
     snapshot_dir: Path = Field(REPO_ROOT / "var" / "snapshots", description="Where camera snapshots are saved.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field("json", description="Structured log lines.")

@@ -8,11 +8,12 @@ source ops/common.sh
 
 # 1. Debian packages.
 packages=(postgresql-15 postgresql-client-15 postgresql-common mosquitto mosquitto-clients
-          postgresql-server-dev-15 cmake dpkg-dev gcc make git)
+          postgresql-server-dev-15 cmake dpkg-dev gcc make git chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v npm >/dev/null || missing+=(nodejs npm)  # a machine may have Node.js from elsewhere
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
@@ -37,7 +38,23 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
 fi
 [ "$(readlink .venv 2>/dev/null)" = "$venv" ] || { rm -rf .venv; ln -s "$venv" .venv; }
 
-# 4. The project's PostgreSQL cluster on its own port, its role and its database.
+# 4. The screen's front-end libraries from npm, cached by their lock file, copied where the API
+#    serves them: nothing is fetched from a CDN at run time.
+lock_key=$(sha256sum dashboards/package-lock.json | cut -c1-16)
+npm_dir="$IOC_CACHE/npm-$lock_key"
+if [ ! -f "$npm_dir/.complete" ]; then
+  log "installing the screen's libraries with npm"
+  rm -rf "$npm_dir" && mkdir -p "$npm_dir"
+  cp dashboards/package.json dashboards/package-lock.json "$npm_dir/"
+  (cd "$npm_dir" && npm ci --no-audit --no-fund --silent)
+  touch "$npm_dir/.complete"
+fi
+mkdir -p dashboards/vendor
+cp -r "$npm_dir/node_modules/leaflet/dist/leaflet.js" "$npm_dir/node_modules/leaflet/dist/leaflet.css" \
+      "$npm_dir/node_modules/leaflet/dist/images" "$npm_dir/node_modules/uplot/dist/uPlot.iife.min.js" \
+      "$npm_dir/node_modules/uplot/dist/uPlot.min.css" dashboards/vendor/
+
+# 5. The project's PostgreSQL cluster on its own port, its role and its database.
 conf_dir=/etc/postgresql/$PG_MAJOR/$PG_CLUSTER
 if ! pg_lsclusters -h | awk '{print $1"/"$2}' | grep -qx "$PG_MAJOR/$PG_CLUSTER"; then
   log "creating PostgreSQL cluster $PG_MAJOR/$PG_CLUSTER on port $PG_PORT"

@@ -18,7 +18,10 @@ from ioc_core.camera_config import CameraAnalytics
 router = APIRouter(tags=["registry"], responses=PROBLEM_RESPONSES)
 
 _SENSOR = "id, kind, name, unit_id, lat, lon, metrics, interval_s, registered, status, last_seen"
-_CAMERA = "id, name, unit_id, lat, lon, stream_url, analytics, status, last_seen"
+_CAMERA = (
+    "id, name, unit_id, lat, lon, stream_url, analytics, status, last_seen,"
+    " (SELECT coalesce(json_object_agg(metric, value), '{}') FROM latest WHERE sensor_id = cameras.id) AS counts"
+)
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.jpg$")
 
 

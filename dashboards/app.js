@@ -1,0 +1,477 @@
+// The IOC screen and the ward room: one page, whose scope is the token's.
+// State comes from REST once, then stays live through the WebSocket (docs/live-protocol.md);
+// after a disconnection it resumes from the last event id it saw, and reloads on a reset.
+import * as i18n from "./i18n.js";
+
+const { t } = i18n;
+const SEVERITIES = ["critical", "major", "minor", "info"];
+const COLOURS = { critical: "#e5484d", major: "#f2994a", minor: "#f2c94c", info: "#56a3d9" };
+const OPERATORS = new Set(["admin", "city_operator", "ward_operator"]);
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  token: sessionStorage.getItem("ioc-token"),
+  me: null,
+  units: new Map(),        // id -> GeoJSON feature
+  sensors: new Map(),      // id -> {id, kind, name, unit_id, status, values: {metric: {value, time}}, marker}
+  cameras: new Map(),      // id -> camera, with its marker
+  alerts: new Map(),       // id -> alert (open and acknowledged)
+  lastEventId: null,
+  cues: 0,                 // new-alert cues given (the tests read it)
+  socket: null,
+};
+let map, unitLayer, renderer;
+
+// --- REST
+
+async function api(path, options = {}) {
+  const response = await fetch(`/api/v1${path}`, {
+    ...options,
+    headers: { ...(options.headers || {}), Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" },
+  });
+  if (response.status === 401) { logout(); throw new Error("logged out"); }
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.headers.get("content-type")?.includes("json") ? response.json() : response;
+}
+
+// --- the map
+
+async function buildMap() {
+  const config = await (await fetch("/api/v1/screen")).json();
+  renderer = L.canvas({ padding: 0.2 });
+  map = L.map("map", { preferCanvas: true, renderer, zoomSnap: 0.25, attributionControl: false });
+  if (config.tile_url) L.tileLayer(config.tile_url, { maxZoom: 19 }).addTo(map);
+  const fc = await (await fetch("/api/v1/units")).json();
+  const city = fc.features.find((f) => f.properties.kind === "city");
+  const units = fc.features.filter((f) => f.properties.kind !== "city");
+  for (const f of units) state.units.set(f.id, f);
+  if (city?.geometry) {
+    L.geoJSON(city, { renderer, style: { color: "#8fa3b8", weight: 2, fill: false }, interactive: false }).addTo(map);
+  }
+  unitLayer = L.geoJSON({ type: "FeatureCollection", features: units.filter((f) => f.geometry) }, {
+    renderer,
+    style: () => ({ color: "#3b4f63", weight: 1, fillColor: "#1c2a38", fillOpacity: 0.55 }),
+    onEachFeature: (f, layer) => layer.bindTooltip(() => unitTooltip(f), { sticky: true }),
+  }).addTo(map);
+}
+
+function unitTooltip(f) {
+  const open = [...state.alerts.values()].filter((a) => a.unit_id === f.id);
+  return `<strong>${f.properties.name}</strong><br>${open.length} ${t("alerts").toLowerCase()}`;
+}
+
+function fitScope() {
+  const scope = state.me.units;
+  // The city view frames the mainland; Hoàng Sa (the special zone, far offshore) stays drawn.
+  const layers = unitLayer.getLayers().filter((l) =>
+    scope ? scope.includes(l.feature.id) : l.feature.properties.kind !== "special_zone");
+  if (layers.length) map.fitBounds(L.featureGroup(layers).getBounds(), { padding: [10, 10] });
+  unitLayer.eachLayer((l) => l.setStyle({ opacity: !scope || scope.includes(l.feature.id) ? 1 : 0.25 }));
+}
+
+function worstByUnit() {
+  const worst = new Map();
+  for (const a of state.alerts.values()) {
+    const now = worst.get(a.unit_id);
+    if (!now || SEVERITIES.indexOf(a.severity) < SEVERITIES.indexOf(now)) worst.set(a.unit_id, a.severity);
+  }
+  return worst;
+}
+
+function shadeUnits() {
+  const worst = worstByUnit();
+  unitLayer.eachLayer((l) => {
+    const severity = worst.get(l.feature.id) ?? null;
+    if (l.severity === severity) return;  // a repaint of the map costs tens of ms with 10,000 markers
+    l.severity = severity;
+    l.setStyle({ fillColor: severity ? COLOURS[severity] : "#1c2a38", fillOpacity: severity ? 0.5 : 0.55 });
+  });
+}
+
+function sensorColour(s) {
+  // By status only, so that a value arriving does not repaint the map (10,000 markers on a wall).
+  if (alertedSources().has(s.id)) return COLOURS.critical;
+  return s.status === "offline" ? "#6b7785" : "#3fb950";
+}
+
+let alertedCache = null;
+function alertedSources() {
+  alertedCache ??= new Set([...state.alerts.values()].map((a) => a.source_id));
+  return alertedCache;
+}
+
+function sensorTooltip(s) {
+  const lines = Object.entries(s.values)
+    .map(([metric, v]) => `${metric}: <strong>${i18n.measure(metric, v.value)}</strong> · ${i18n.time(v.time)}`);
+  const unit = state.units.get(s.unit_id)?.properties.name ?? s.unit_id;
+  return `<strong>${s.name || s.id}</strong> (${s.kind})<br>${unit}<br>${lines.join("<br>") || "–"}`;
+}
+
+async function loadSensors() {
+  const fc = await api("/latest");
+  for (const f of fc.features) {
+    const s = { id: f.id, ...f.properties, values: f.properties.values || {} };
+    const old = state.sensors.get(s.id);
+    if (old?.marker) old.marker.remove();
+    if (f.geometry) {
+      const [lon, lat] = f.geometry.coordinates;
+      s.marker = L.circleMarker([lat, lon], { renderer, radius: 4, weight: 1, color: "#0b1117", fillOpacity: 0.9 })
+        .bindTooltip(() => sensorTooltip(s))
+        .on("click", () => showHistory(s))
+        .addTo(map);
+    }
+    state.sensors.set(s.id, s);
+  }
+  recolourSensors();
+}
+
+async function loadCameras() {
+  for (const c of await api("/cameras")) {
+    state.cameras.get(c.id)?.marker?.remove();
+    if (c.lat != null && c.lon != null) {
+      const icon = L.divIcon({ className: "camera-icon", html: "📷", iconSize: [20, 20] });
+      c.marker = L.marker([c.lat, c.lon], { icon }).bindPopup(() => cameraPopup(c), { minWidth: 330 }).addTo(map);
+    }
+    state.cameras.set(c.id, c);
+  }
+}
+
+function cameraPopup(c) {
+  const box = document.createElement("div");
+  const counts = Object.entries(c.counts || {}).filter(([, v]) => v > 0)
+    .map(([k, v]) => `<tr><td>${k}</td><td style="text-align:right">${i18n.number(v, 0)}</td></tr>`).join("");
+  box.innerHTML = `<strong>${c.name || c.id}</strong> · ${c.status}<div class="shot">${t("snapshot")}…</div>` +
+    `<table>${counts || `<tr><td>${t("counts")}: –</td></tr>`}</table>`;
+  api(`/cameras/${c.id}/snapshots/latest.jpg`)
+    .then((r) => r.blob())
+    .then((blob) => { box.querySelector(".shot").innerHTML = `<img alt="" src="${URL.createObjectURL(blob)}">`; })
+    .catch(() => { box.querySelector(".shot").textContent = `${t("snapshot")}: –`; });
+  return box;
+}
+
+let recolourPending = false;
+function recolourSensors() {
+  if (recolourPending) return;
+  recolourPending = true;
+  requestAnimationFrame(() => {
+    recolourPending = false;
+    alertedCache = null;
+    for (const s of state.sensors.values()) {
+      const colour = sensorColour(s);
+      if (s.marker && s.colour !== colour) { s.colour = colour; s.marker.setStyle({ fillColor: colour }); }
+    }
+  });
+}
+
+// --- a sensor's history
+
+let plot = null;
+async function showHistory(s) {
+  const metric = Object.keys(s.values)[0];
+  if (!metric) return;
+  const end = new Date(), start = new Date(end - 24 * 3600 * 1000);
+  const series = await api(`/sensors/${encodeURIComponent(s.id)}/readings?metric=${metric}` +
+    `&start=${start.toISOString()}&end=${end.toISOString()}&bucket=10m`);
+  const xs = series.buckets.map((b) => new Date(b.time).getTime() / 1000);
+  const ys = series.buckets.map((b) => b.avg);
+  $("chart-title").textContent = `${s.name || s.id} · ${metric} · ${t("history")}`;
+  $("chart").hidden = false;
+  plot?.destroy();
+  plot = new uPlot({
+    width: 520, height: 220,
+    series: [{}, { label: metric, stroke: "#56a3d9", width: 2, value: (u, v) => v == null ? "–" : i18n.measure(metric, v) }],
+    axes: [{ stroke: "#8fa3b8" }, { stroke: "#8fa3b8", values: (u, vals) => vals.map((v) => i18n.number(v)) }],
+  }, [xs, ys], $("chart-plot"));
+}
+
+// --- alerts
+
+async function loadAlerts() {
+  const alerts = await api("/alerts?state=open&state=acknowledged&limit=1000");
+  state.alerts = new Map(alerts.map((a) => [a.id, a]));
+  renderAlerts();
+}
+
+function renderAlerts(fresh = new Set()) {
+  const list = $("alerts");
+  const sorted = [...state.alerts.values()].sort((a, b) =>
+    SEVERITIES.indexOf(a.severity) - SEVERITIES.indexOf(b.severity) || new Date(a.opened_at) - new Date(b.opened_at));
+  const canAct = OPERATORS.has(state.me?.role);
+  list.replaceChildren(...sorted.map((a) => {
+    const li = document.createElement("li");
+    li.dataset.alertId = a.id;
+    li.dataset.state = a.state;
+    if (fresh.has(a.id)) li.classList.add("fresh");
+    const unit = state.units.get(a.unit_id)?.properties.name ?? a.unit_id ?? "";
+    li.innerHTML = `<div><span class="sev ${a.severity}">${t(a.severity)}</span> <span class="title"></span></div>` +
+      `<div class="meta">${unit} · ${a.source_id} · ${i18n.age(a.opened_at)}` +
+      `${a.last_value != null ? ` · ${i18n.number(a.last_value)}` : ""}</div>` +
+      `<div class="state">${t(a.state)}${a.acknowledged_by ? ` · ${a.acknowledged_by}` : ""}</div>`;
+    li.querySelector(".title").textContent = a.title;
+    if (canAct) {
+      const actions = document.createElement("div");
+      actions.className = "actions";
+      if (a.state === "open") actions.append(actionButton(a, "acknowledge"));
+      actions.append(actionButton(a, "resolve"));
+      li.append(actions);
+    }
+    li.addEventListener("click", () => { if (a.lat != null) map.setView([a.lat, a.lon], Math.max(map.getZoom(), 13)); });
+    return li;
+  }));
+  if (!sorted.length) list.innerHTML = `<li class="meta">${t("no_alerts")}</li>`;
+  shadeUnits();
+  recolourSensors();
+  renderKpis();
+}
+
+function actionButton(alert, action) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.action = action;
+  button.textContent = t(action);
+  button.addEventListener("click", async (e) => {
+    e.stopPropagation();
+    button.disabled = true;
+    try {
+      const updated = await api(`/alerts/${alert.id}/${action}`, { method: "POST", body: "{}" });
+      if (updated.state === "resolved") state.alerts.delete(updated.id); else state.alerts.set(updated.id, updated);
+      renderAlerts();
+    } catch { button.disabled = false; }
+  });
+  return button;
+}
+
+let alertReload = null;
+function onAlertEvent(event) {
+  // The event says what changed; the list is reloaded (debounced) so that it holds every field.
+  const opened = event.kind === "alert.opened" && !event.replay;
+  clearTimeout(alertReload);
+  alertReload = setTimeout(async () => {
+    await loadAlerts();
+    if (opened) cue(event);
+  }, 100);
+}
+
+function cue(event) {
+  // A new alert: a flash of the page and, in a ward room, a sound.
+  state.cues += 1;
+  renderAlerts(new Set([event.data?.alert_id]));
+  document.body.classList.remove("flash");
+  void document.body.offsetWidth;
+  document.body.classList.add("flash");
+  if (state.me.role === "ward_operator") beep();
+}
+
+function beep() {
+  try {
+    const ctx = (beep.ctx ??= new AudioContext());
+    for (const [i, freq] of [880, 660, 880].entries()) {
+      const osc = ctx.createOscillator(), gain = ctx.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.2, ctx.currentTime + i * 0.25);
+      gain.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + i * 0.25 + 0.22);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(ctx.currentTime + i * 0.25);
+      osc.stop(ctx.currentTime + i * 0.25 + 0.23);
+    }
+  } catch { /* no audio device: the flash remains */ }
+}
+
+// --- key figures
+
+let kpiPending = false;
+function renderKpis() {
+  if (kpiPending) return;
+  kpiPending = true;
+  setTimeout(() => { kpiPending = false; drawKpis(); }, 250);
+}
+
+function drawKpis() {
+  const bySeverity = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
+  for (const a of state.alerts.values()) bySeverity[a.severity] += 1;
+  kpi("open", i18n.number(state.alerts.size, 0),
+      SEVERITIES.map((s) => `<span class="sev ${s}">${bySeverity[s]}</span>`).join(""));
+  let air = null, water = null, vehicles = 0;
+  for (const s of state.sensors.values()) {
+    const v = s.values;
+    if (v.pm25 && (!air || v.pm25.value > air.value)) air = { value: v.pm25.value, s };
+    if (v.level_m && (!water || v.level_m.value > water.value)) water = { value: v.level_m.value, s };
+    if (s.kind === "traffic") {
+      for (const m of ["motorcycles", "cars", "trucks", "buses"]) vehicles += v[m]?.value ?? 0;
+    }
+  }
+  kpi("air", air ? i18n.measure("pm25", air.value) : "–", air ? placeOf(air.s) : "");
+  kpi("water", water ? i18n.measure("level_m", water.value) : "–", water ? placeOf(water.s) : "");
+  kpi("traffic", i18n.number(vehicles * 60, 0), `${i18n.number(state.sensors.size, 0)} ${t("sensors")}`);
+  kpi("ack", i18n.duration(state.ackMedianToday), "");
+}
+
+const placeOf = (s) => `${s.name || s.id} · ${state.units.get(s.unit_id)?.properties.name ?? ""}`;
+
+function kpi(name, value, sub) {
+  const box = $(`kpi-${name}`);
+  box.querySelector(".label").textContent = t(`kpi_${name}`);
+  box.querySelector(".value").textContent = value;
+  box.querySelector(".sub").innerHTML = sub;
+}
+
+async function loadResponseFigures() {
+  // Median time to acknowledge today (city time), over the alerts acknowledged in scope.
+  const day = 86400000, utcOffset = 7 * 3600000;  // Asia/Ho_Chi_Minh, no daylight saving
+  const midnight = Math.floor((Date.now() + utcOffset) / day) * day - utcOffset;
+  const done = await api("/alerts?state=acknowledged&state=resolved&limit=1000");
+  const waits = done.filter((a) => a.acknowledged_at && new Date(a.opened_at).getTime() >= midnight)
+    .map((a) => (new Date(a.acknowledged_at) - new Date(a.opened_at)) / 1000).sort((x, y) => x - y);
+  state.ackMedianToday = waits.length ? waits[Math.floor((waits.length - 1) / 2)] : null;
+  if (state.me.role === "ward_operator") {
+    const rows = await api("/response-times?period=week");
+    const box = $("response");
+    const sum = (k) => rows.reduce((n, r) => n + (r[k] || 0), 0);
+    const median = (k) => { const v = rows.map((r) => r[k]).filter((x) => x != null).sort((a, b) => a - b);
+                            return v.length ? v[Math.floor((v.length - 1) / 2)] : null; };
+    box.innerHTML = `<strong>${t("response_week")}</strong><table>` +
+      `<tr><td>${t("alerts")}</td><td class="num">${i18n.number(sum("alerts"), 0)}</td></tr>` +
+      `<tr><td>${t("ack_median")}</td><td class="num">${i18n.duration(median("acknowledge_median_s"))}</td></tr>` +
+      `<tr><td>${t("resolve_median")}</td><td class="num">${i18n.duration(median("resolve_median_s"))}</td></tr></table>`;
+    box.hidden = false;
+  }
+  renderKpis();
+}
+
+// --- live
+
+function connection(status) {
+  const pill = $("connection");
+  pill.dataset.status = status;
+  pill.textContent = t(status);
+  pill.className = `pill ${status === "live" ? "live" : status === "reconnecting" ? "down" : ""}`;
+}
+
+function connect() {
+  connection(state.socket ? "reconnecting" : "connecting");
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+  state.socket = ws;
+  ws.onopen = () => {
+    ws.send(JSON.stringify({ type: "auth", token: state.token }));
+    const subscription = { type: "subscribe", units: state.me.units, values: true };
+    if (state.lastEventId != null) subscription.since = state.lastEventId;
+    ws.send(JSON.stringify(subscription));
+  };
+  ws.onmessage = (e) => {
+    const frame = JSON.parse(e.data);
+    for (const msg of frame.type === "batch" ? frame.messages : [frame]) handle(msg);
+  };
+  ws.onclose = (e) => {
+    if (e.code === 4401) { logout(); return; }
+    connection("reconnecting");
+    setTimeout(connect, 1000);
+  };
+}
+
+function handle(msg) {
+  switch (msg.type) {
+    case "subscribed": connection("live"); if (state.reloadOnLive) { state.reloadOnLive = false; reload(); } break;
+    case "values": onValues(msg.values); break;
+    case "event": onEvent({ ...msg.event, replay: msg.replay }); break;
+    case "reset": state.reloadOnLive = true; reload(); break;
+  }
+}
+
+function onValues(values) {
+  for (const v of values) {
+    const s = state.sensors.get(v.sensor_id);
+    if (s) { s.values[v.metric] = { value: v.value, time: v.time }; continue; }
+    const c = state.cameras.get(v.sensor_id);
+    if (c) (c.counts ??= {})[v.metric] = v.value;
+  }
+  recolourSensors();
+  renderKpis();
+}
+
+function onEvent(event) {
+  state.lastEventId = Math.max(state.lastEventId ?? 0, event.id);
+  if (event.kind.startsWith("alert.")) onAlertEvent(event);
+  if (event.kind.startsWith("device.")) {
+    const s = state.sensors.get(event.source.id) ?? state.cameras.get(event.source.id);
+    if (s) { s.status = event.kind.slice(7); recolourSensors(); }
+  }
+}
+
+async function reload() {
+  await Promise.all([loadSensors(), loadCameras(), loadAlerts(), loadResponseFigures()]);
+}
+
+// --- session and language
+
+function labels() {
+  document.title = state.me?.role === "ward_operator" ? `${t("ward_title")} · Đà Nẵng` : "IOC · Đà Nẵng";
+  $("title").textContent = state.me?.role === "ward_operator"
+    ? `${t("ward_title")} · ${state.me.units.map((u) => state.units.get(u)?.properties.name ?? u).join(", ")}`
+    : t("title");
+  $("lang").textContent = i18n.lang === "vi" ? "EN" : "VI";
+  $("logout").textContent = t("logout");
+  $("alerts-title").textContent = t("alerts");
+  $("chart-close").textContent = t("close");
+  $("login-title").textContent = t("login");
+  $("login-button").textContent = t("login");
+  $("username").placeholder = t("username");
+  $("password").placeholder = t("password");
+  if ($("connection").dataset.status) connection($("connection").dataset.status);
+}
+
+function logout() {
+  sessionStorage.removeItem("ioc-token");
+  location.reload();
+}
+
+async function start() {
+  state.me = await api("/auth/me");
+  $("who").textContent = `${state.me.username} · ${state.me.role}`;
+  $("logout").hidden = false;
+  labels();
+  fitScope();
+  await reload();
+  connect();
+  setInterval(() => renderAlerts(), 15000);  // ages
+  setInterval(loadResponseFigures, 60000);
+}
+
+$("lang").addEventListener("click", () => {
+  i18n.setLang(i18n.lang === "vi" ? "en" : "vi");
+  labels();
+  renderAlerts();
+  drawKpis();
+});
+$("logout").addEventListener("click", logout);
+$("chart-close").addEventListener("click", () => { $("chart").hidden = true; });
+$("login").querySelector("form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const response = await fetch("/api/v1/auth/login", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: $("username").value, password: $("password").value }),
+  });
+  if (!response.ok) { $("login-error").textContent = t("wrong_login"); return; }
+  state.token = (await response.json()).access_token;
+  sessionStorage.setItem("ioc-token", state.token);
+  $("login").hidden = true;
+  await start();
+});
+
+window.ioc = {
+  // What the browser tests read: counts of what the screen holds and shows.
+  stats: () => ({
+    units: unitLayer?.getLayers().length ?? 0,
+    sensors: state.sensors.size,
+    markers: [...state.sensors.values()].filter((s) => s.marker).length,
+    cameras: state.cameras.size,
+    alerts: state.alerts.size,
+    cues: state.cues,
+    connection: $("connection").dataset.status,
+    sensorIds: [...state.sensors.keys()],
+  }),
+};
+
+i18n.setLang(i18n.lang);
+labels();
+await buildMap();
+if (state.token) start().catch(() => logout()); else $("login").hidden = false;

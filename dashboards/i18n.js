@@ -1,0 +1,80 @@
+// Vietnamese and English: words, and numbers, dates and units formatted the way each language writes them.
+
+const WORDS = {
+  vi: {
+    title: "Trung tâm Điều hành IOC · Đà Nẵng",
+    ward_title: "Phòng điều hành",
+    login: "Đăng nhập", username: "Tên đăng nhập", password: "Mật khẩu", logout: "Đăng xuất",
+    wrong_login: "Sai tên đăng nhập hoặc mật khẩu",
+    live: "Trực tuyến", connecting: "Đang kết nối…", reconnecting: "Mất kết nối, đang kết nối lại…",
+    alerts: "Cảnh báo", no_alerts: "Không có cảnh báo", acknowledge: "Tiếp nhận", resolve: "Xử lý xong",
+    open: "Mới", acknowledged: "Đã tiếp nhận", resolved: "Đã xử lý",
+    critical: "Khẩn cấp", major: "Nghiêm trọng", minor: "Nhẹ", info: "Thông tin",
+    kpi_open: "Cảnh báo đang mở", kpi_ack: "Trung vị tiếp nhận hôm nay", kpi_air: "PM2.5 cao nhất",
+    kpi_water: "Mực nước cao nhất", kpi_traffic: "Phương tiện / giờ",
+    response_week: "Thời gian phản hồi (7 ngày)", ack_median: "Tiếp nhận (trung vị)", resolve_median: "Xử lý (trung vị)",
+    history: "Lịch sử 24 giờ", close: "Đóng", counts: "Đếm", snapshot: "Ảnh chụp", sensors: "cảm biến", units: "đơn vị",
+    ago: "trước", just_now: "vừa xong", new_alert: "Cảnh báo mới",
+  },
+  en: {
+    title: "Da Nang Intelligent Operations Centre",
+    ward_title: "Ward operations room",
+    login: "Log in", username: "Username", password: "Password", logout: "Log out",
+    wrong_login: "Wrong username or password",
+    live: "Live", connecting: "Connecting…", reconnecting: "Connection lost, reconnecting…",
+    alerts: "Alerts", no_alerts: "No alerts", acknowledge: "Acknowledge", resolve: "Resolve",
+    open: "Open", acknowledged: "Acknowledged", resolved: "Resolved",
+    critical: "Critical", major: "Major", minor: "Minor", info: "Info",
+    kpi_open: "Open alerts", kpi_ack: "Median time to acknowledge today", kpi_air: "Worst PM2.5",
+    kpi_water: "Highest water level", kpi_traffic: "Vehicles per hour",
+    response_week: "Response times (7 days)", ack_median: "Acknowledge (median)", resolve_median: "Resolve (median)",
+    history: "Last 24 hours", close: "Close", counts: "Counts", snapshot: "Snapshot", sensors: "sensors", units: "units",
+    ago: "ago", just_now: "just now", new_alert: "New alert",
+  },
+};
+
+const LOCALES = { vi: "vi-VN", en: "en-GB" };
+const UNITS = { pm25: "µg/m³", pm10: "µg/m³", no2: "µg/m³", level_m: "m", rain_mm_h: "mm/h", laeq_db: "dBA",
+                speed_kmh: "km/h", power_w: "W", occupancy: "%" };
+
+export let lang = localStorage.getItem("ioc-lang") || "vi";
+
+export function setLang(next) {
+  lang = next;
+  localStorage.setItem("ioc-lang", next);
+  document.documentElement.lang = next;
+}
+
+export const t = (key) => WORDS[lang][key] ?? key;
+
+export function number(value, digits = 1) {
+  return new Intl.NumberFormat(LOCALES[lang], { maximumFractionDigits: digits }).format(value);
+}
+
+export function measure(metric, value) {
+  if (metric === "occupancy") return `${number(value * 100, 0)} %`;
+  const unit = UNITS[metric];
+  return unit ? `${number(value)} ${unit}` : number(value);
+}
+
+export function time(iso) {
+  return new Intl.DateTimeFormat(LOCALES[lang], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    .format(new Date(iso));
+}
+
+export function dateTime(iso) {
+  return new Intl.DateTimeFormat(LOCALES[lang], { dateStyle: "short", timeStyle: "short" }).format(new Date(iso));
+}
+
+export function duration(seconds) {
+  if (seconds == null || !isFinite(seconds)) return "–";
+  const rtf = new Intl.NumberFormat(LOCALES[lang], { maximumFractionDigits: 0 });
+  if (seconds < 90) return `${rtf.format(seconds)} s`;
+  if (seconds < 5400) return `${rtf.format(seconds / 60)} ${lang === "vi" ? "phút" : "min"}`;
+  return `${number(seconds / 3600, 1)} ${lang === "vi" ? "giờ" : "h"}`;
+}
+
+export function age(iso) {
+  const seconds = (Date.now() - new Date(iso).getTime()) / 1000;
+  return seconds < 20 ? t("just_now") : `${duration(seconds)} ${t("ago")}`;
+}

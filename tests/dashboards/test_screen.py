@@ -1,0 +1,132 @@
+"""The IOC screen and the ward room in headless Chromium (Debian's, driven by Playwright) against the
+running API, ingest, broker and database: logging in, live alerts, acting on them from two
+browsers, what a ward may not see, the languages. Screenshots go to docs/screenshots/."""
+
+import time
+from collections.abc import Iterator
+
+import orjson
+import psycopg
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from ioc_core.settings import REPO_ROOT
+from tests.support import Broker, Service, publish_all, publisher, wait_until
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+SENSORS = {  # id: (unit, lat, lon)
+    "scr-air-hc-1": ("hai-chau", 16.0600, 108.2200),
+    "scr-air-hc-2": ("hai-chau", 16.0560, 108.2150),
+    "scr-air-hcg-1": ("hoa-cuong", 16.0190, 108.2200),
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def screen_data(database_url: str, ingest: Service, tokens: dict[str, str]) -> None:
+    """The users of the `tokens` fixture, three sensors in two wards and a rule that fires at once."""
+    with psycopg.connect(database_url, autocommit=True) as db, db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO sensors (id, kind, unit_id, lat, lon, interval_s) VALUES (%s, 'scr_air', %s, %s, %s, 60)"
+            " ON CONFLICT DO NOTHING",
+            [(sid, unit, lat, lon) for sid, (unit, lat, lon) in SENSORS.items()],
+        )
+        cur.execute(
+            "INSERT INTO rules (name, type, sensor_kind, metric, severity, params)"
+            " VALUES ('Screen test: PM2.5 above 300', 'threshold', 'scr_air', 'pm25', 'critical', %s)",
+            (orjson.dumps({"op": "above", "value": 300, "clear": 250, "for_s": 0}).decode(),),
+        )
+    time.sleep(1.2)  # ingest's registry and rules refresh every 0.5 s in tests
+
+
+def open_screen(browser: Browser, api: Service, who: str) -> Page:
+    page = browser.new_context(viewport={"width": 1600, "height": 900}).new_page()
+    page.on("console", lambda m: print("console:", m.type, m.text))
+    page.on("pageerror", lambda e: print("pageerror:", e))
+    page.on("response", lambda r: r.status >= 400 and print("http:", r.status, r.url))
+    page.goto(f"http://127.0.0.1:{api.port}/")
+    page.fill("#username", f"t-{who}")
+    page.fill("#password", f"pw-{who}")
+    page.click("#login-button")
+    page.wait_for_function("() => window.ioc && window.ioc.stats().connection === 'live'", timeout=15000)
+    return page
+
+
+def breach(broker: Broker, sensor_id: str, value: float = 420.0) -> None:
+    client = publisher(broker.port)
+    payload = orjson.dumps({"values": {"pm25": value}})
+    publish_all(client, [(f"ioc/v1/sensors/{sensor_id}/readings", payload)])
+    client.disconnect()
+
+
+def alert_item(page: Page, sensor_id: str, state: str = "open"):
+    return page.locator(f"#alerts li[data-state='{state}']", has_text=sensor_id)
+
+
+def test_a_city_operator_sees_the_city_gets_alerts_live_and_acts_on_them_in_two_browsers(
+    browser: Browser, api: Service, broker: Broker, database_url: str, screen_data: None
+) -> None:
+    city = open_screen(browser, api, "city")
+    stats = city.evaluate("window.ioc.stats()")
+    assert stats["units"] == 94 and set(SENSORS) <= set(stats["sensorIds"])
+    other = open_screen(browser, api, "admin")
+
+    started = time.monotonic()
+    breach(broker, "scr-air-hc-1")
+    expect(alert_item(city, "scr-air-hc-1")).to_be_visible(timeout=2000)
+    seen_after = time.monotonic() - started
+    expect(alert_item(other, "scr-air-hc-1")).to_be_visible(timeout=2000)
+    assert seen_after < 2.0
+
+    alert_item(city, "scr-air-hc-1").locator("button[data-action='acknowledge']").click()
+    expect(alert_item(other, "scr-air-hc-1", "acknowledged")).to_be_visible(timeout=2000)
+    with psycopg.connect(database_url) as db:
+        row = db.execute(
+            "SELECT state, acknowledged_by FROM alerts WHERE source_id = 'scr-air-hc-1' AND state <> 'resolved'"
+        ).fetchone()
+    assert row == ("acknowledged", "t-city")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    city.screenshot(path=str(SCREENSHOTS / "city.png"))
+
+    # The language: Vietnamese by default, English on a click, numbers written the English way.
+    expect(city.locator("#kpi-open .label")).to_have_text("Cảnh báo đang mở")
+    city.click("#lang")
+    expect(city.locator("#kpi-open .label")).to_have_text("Open alerts")
+    expect(city.locator("#alerts li[data-state='acknowledged'] .state").first).to_contain_text("Acknowledged")
+    city.click("#lang")
+    for page in (city, other):
+        page.context.close()
+
+
+def test_a_ward_room_sees_its_own_units_only_and_is_cued_on_a_new_alert(
+    browser: Browser, api: Service, broker: Broker, screen_data: None
+) -> None:
+    ward = open_screen(browser, api, "hai_chau")
+    city = open_screen(browser, api, "city")
+    stats = ward.evaluate("window.ioc.stats()")
+    assert "scr-air-hc-2" in stats["sensorIds"] and "scr-air-hcg-1" not in stats["sensorIds"]
+    expect(ward.locator("#title")).to_contain_text("Hải Châu")
+    expect(ward.locator("#response")).to_be_visible()
+
+    breach(broker, "scr-air-hcg-1")  # another ward's
+    expect(alert_item(city, "scr-air-hcg-1")).to_be_visible(timeout=2000)
+    assert alert_item(ward, "scr-air-hcg-1").count() == 0
+    assert ward.evaluate("window.ioc.stats().cues") == 0
+
+    breach(broker, "scr-air-hc-2")  # its own
+    expect(alert_item(ward, "scr-air-hc-2")).to_be_visible(timeout=2000)
+    wait_until(lambda: ward.evaluate("window.ioc.stats().cues") == 1, what="the new-alert cue")
+    assert alert_item(ward, "scr-air-hcg-1").count() == 0
+    expect(ward.locator("#kpi-open .value")).to_have_text("2")
+    ward.screenshot(path=str(SCREENSHOTS / "ward.png"))
+    for page in (ward, city):
+        page.context.close()
