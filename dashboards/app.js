@@ -242,20 +242,24 @@ function actionButton(alert, action) {
 }
 
 let alertReload = null;
+let newlyOpened = [];
 function onAlertEvent(event) {
   // The event says what changed; the list is reloaded (debounced) so that it holds every field.
-  const opened = event.kind === "alert.opened" && !event.replay;
+  // Every alert opened live in that time is cued, whatever other events came with it.
+  if (event.kind === "alert.opened" && !event.replay) newlyOpened.push(event);
   clearTimeout(alertReload);
   alertReload = setTimeout(async () => {
+    const opened = newlyOpened;
+    newlyOpened = [];
     await loadAlerts();
-    if (opened) cue(event);
+    if (opened.length) cue(opened);
   }, 100);
 }
 
-function cue(event) {
-  // A new alert: a flash of the page and, in a ward room, a sound.
-  state.cues += 1;
-  renderAlerts(new Set([event.data?.alert_id]));
+function cue(events) {
+  // New alerts: a flash of the page and, in a ward room, a sound.
+  state.cues += events.length;
+  renderAlerts(new Set(events.map((e) => e.data?.alert_id)));
   document.body.classList.remove("flash");
   void document.body.offsetWidth;
   document.body.classList.add("flash");
@@ -469,6 +473,8 @@ window.ioc = {
     connection: $("connection").dataset.status,
     sensorIds: [...state.sensors.keys()],
   }),
+  open: (sensorId) => state.sensors.get(sensorId)?.marker?.fire("click"),  // as a click on its marker
+  drop: () => state.socket?.close(),  // as a network cut
 };
 
 i18n.setLang(i18n.lang);
