@@ -115,9 +115,11 @@ async function loadSensors() {
     if (old?.marker) old.marker.remove();
     if (f.geometry) {
       const [lon, lat] = f.geometry.coordinates;
+      // Handlers look the sensor up when they run: a reload replaces the objects, not the markers' ids.
+      const current = () => state.sensors.get(s.id) ?? s;
       s.marker = L.circleMarker([lat, lon], { renderer, radius: 4, weight: 1, color: "#0b1117", fillOpacity: 0.9 })
-        .bindTooltip(() => sensorTooltip(s))
-        .on("click", () => showHistory(s))
+        .bindTooltip(() => sensorTooltip(current()))
+        .on("click", () => showHistory(current()))
         .addTo(map);
     }
     state.sensors.set(s.id, s);
@@ -473,6 +475,7 @@ window.ioc = {
     connection: $("connection").dataset.status,
     sensorIds: [...state.sensors.keys()],
   }),
+  valuesOf: (sensorId) => JSON.stringify(state.sensors.get(sensorId)?.values ?? {}),
   open: (sensorId) => state.sensors.get(sensorId)?.marker?.fire("click"),  // as a click on its marker
   drop: () => state.socket?.close(),  // as a network cut
 };

@@ -38,8 +38,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Each connection is checked as it is lent (one round trip), so that after a database
+        # restart no request gets a connection that died with it.
         pool = AsyncConnectionPool(
-            settings.database_url, min_size=1, max_size=10, open=False, kwargs={"connect_timeout": 3}
+            settings.database_url,
+            min_size=1,
+            max_size=10,
+            open=False,
+            kwargs={"connect_timeout": 3},
+            check=AsyncConnectionPool.check_connection,
         )
         await pool.open(wait=False)
         hub = LiveHub()
