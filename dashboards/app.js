@@ -8,6 +8,8 @@ const SEVERITIES = ["critical", "major", "minor", "info"];
 const COLOURS = { critical: "#e5484d", major: "#f2994a", minor: "#f2c94c", info: "#56a3d9" };
 const OPERATORS = new Set(["admin", "city_operator", "ward_operator"]);
 const $ = (id) => document.getElementById(id);
+const CAMERA_SVG = '<svg viewBox="0 0 22 16" width="22" height="16"><rect x="1" y="3" width="14" height="11" rx="2" ' +
+  'fill="#56a3d9" stroke="#0b1117"/><path d="M15 7l6-3v9l-6-3z" fill="#56a3d9" stroke="#0b1117"/></svg>';
 
 const state = {
   token: sessionStorage.getItem("ioc-token"),
@@ -62,10 +64,19 @@ function unitTooltip(f) {
 
 function fitScope() {
   const scope = state.me.units;
-  // The city view frames the mainland; Hoàng Sa (the special zone, far offshore) stays drawn.
-  const layers = unitLayer.getLayers().filter((l) =>
-    scope ? scope.includes(l.feature.id) : l.feature.properties.kind !== "special_zone");
-  if (layers.length) map.fitBounds(L.featureGroup(layers).getBounds(), { padding: [10, 10] });
+  if (scope) {
+    const layers = unitLayer.getLayers().filter((l) => scope.includes(l.feature.id));
+    if (layers.length) map.fitBounds(L.featureGroup(layers).getBounds(), { padding: [10, 10] });
+  } else {
+    // The city view frames the mainland by the units' centres: the islands far offshore (Hoàng Sa,
+    // and outlying parts of two island communes) stay drawn but outside the frame.
+    const centres = unitLayer.getLayers().filter((l) => l.feature.properties.kind !== "special_zone")
+      .map((l) => [l.feature.properties.lat, l.feature.properties.lon]);
+    const median = (i) => centres.map((c) => c[i]).sort((a, b) => a - b)[Math.floor(centres.length / 2)];
+    const [mlat, mlon] = [median(0), median(1)];
+    const near = centres.filter(([lat, lon]) => Math.abs(lat - mlat) < 1 && Math.abs(lon - mlon) < 1);
+    if (near.length) map.fitBounds(L.latLngBounds(near).pad(0.08));
+  }
   unitLayer.eachLayer((l) => l.setStyle({ opacity: !scope || scope.includes(l.feature.id) ? 1 : 0.25 }));
 }
 
@@ -131,7 +142,7 @@ async function loadCameras() {
   for (const c of await api("/cameras")) {
     state.cameras.get(c.id)?.marker?.remove();
     if (c.lat != null && c.lon != null) {
-      const icon = L.divIcon({ className: "camera-icon", html: "📷", iconSize: [20, 20] });
+      const icon = L.divIcon({ className: "camera-icon", html: CAMERA_SVG, iconSize: [22, 16] });
       c.marker = L.marker([c.lat, c.lon], { icon }).bindPopup(() => cameraPopup(c), { minWidth: 330 }).addTo(map);
     }
     state.cameras.set(c.id, c);

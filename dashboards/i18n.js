@@ -54,7 +54,8 @@ export function number(value, digits = 1) {
 export function measure(metric, value) {
   if (metric === "occupancy") return `${number(value * 100, 0)} %`;
   const unit = UNITS[metric];
-  return unit ? `${number(value)} ${unit}` : number(value);
+  const digits = metric === "level_m" ? 2 : 1;
+  return unit ? `${number(value, digits)} ${unit}` : number(value, digits);
 }
 
 export function time(iso) {
