@@ -121,10 +121,10 @@ class OnnxDetector:
 
     _STRIDES = ((16, 22, ((12.64, 19.39), (37.88, 51.48), (55.71, 138.31))),
                 (32, 11, ((126.91, 78.23), (131.57, 214.55), (279.92, 258.87))))  # fmt: skip
-    _GRID = None
+    _GRID: tuple[np.ndarray, ...] | None = None
 
     @classmethod
-    def _fastest_grid(cls) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _fastest_grid(cls) -> tuple[np.ndarray, ...]:
         """Per output row and anchor: cell x, cell y, stride, anchor w and h (computed once)."""
         if cls._GRID is None:
             gx, gy, stride, aw, ah = [], [], [], [], []

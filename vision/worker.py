@@ -9,7 +9,6 @@ stopped keeps its track and its dwell time.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,8 +26,6 @@ from vision.detectors import Detector
 from vision.motion import MotionGate
 from vision.snapshots import SnapshotStore, annotate
 from vision.sources import Frame, Source
-
-log = logging.getLogger(__name__)
 
 SEVERITY = {"stopped_vehicle": "major", "intrusion": "major", "crowding": "minor", "congestion": "minor"}
 TITLE = {
