@@ -68,8 +68,13 @@ def city(
         raise typer.BadParameter("a speed other than 1 needs --hours (or --start): the run then ends at the present")
     else:
         begin = time.time() - hours * 3600  # so that no timestamp lies in the future
+    try:
+        city_units = load_units(settings.database_url, units)
+    except ValueError as exc:  # no units (no shared data was seeded), or an unknown one asked for
+        typer.echo(f"no city to simulate: {exc}", err=True)
+        raise typer.Exit(2) from None
     plan = CityRun(
-        units=load_units(settings.database_url, units),
+        units=city_units,
         sensors=sensors,
         seed=seed,
         start=begin,

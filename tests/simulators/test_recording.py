@@ -93,3 +93,15 @@ def test_a_speed_beyond_1000x_is_refused(tmp_path: Path) -> None:
     (tmp_path / "r.jsonl").write_text("")
     result = CliRunner().invoke(app, ["replay", str(tmp_path / "r.jsonl"), "--speed", "5000"])
     assert result.exit_code == 2 and "1000x" in result.output
+
+
+def test_a_city_with_no_units_to_place_sensors_in_says_so_and_exits_2(database_url: str, monkeypatch) -> None:
+    from ioc_core.settings import get_settings
+
+    monkeypatch.setenv("IOC_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["city", "--unit", "nowhere", "--no-register"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 2 and "no such units" in result.output
