@@ -66,6 +66,11 @@ class _Feed:
         cap.release()
 
 
+class _Server(ThreadingHTTPServer):
+    allow_reuse_address = True  # a camera restarted at once gets its port back
+    daemon_threads = True
+
+
 class MjpegServer:
     """``cameras``: stream name -> video file. ``start()`` and ``stop()`` may be repeated."""
 
@@ -105,9 +110,7 @@ class MjpegServer:
             def log_message(self, format, *args) -> None:
                 pass
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((self.host, self.port), Handler)
         threading.Thread(target=self._httpd.serve_forever, name="mjpeg-server", daemon=True).start()
         return self
 
