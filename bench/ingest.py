@@ -26,7 +26,7 @@ import orjson
 import paho.mqtt.client as paho
 import psycopg
 
-from bench.scratch import create_database, drop_database
+from bench.scratch import scratch_stack
 from tests.conftest import ingest_subscribed
 from tests.support import Broker, Service, free_port, publish_all, publisher, wait_until
 
@@ -214,10 +214,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="ingest workers for the throughput runs")
     args = parser.parse_args()
 
-    name, url = create_database("ioc_bench_ingest")
-    broker = Broker()
-    broker.start()
-    try:
+    with scratch_stack("ioc_bench_ingest") as (url, broker):
         env = {
             "IOC_DATABASE_URL": url,
             "IOC_MQTT_URL": broker.url,
@@ -260,9 +257,6 @@ def main() -> None:
         print(
             f"  latency publish -> commit at {args.rate:,} msg/s ({n:,} messages): p50 {p50:.0f} ms, p99 {p99:.0f} ms"
         )
-    finally:
-        broker.remove()
-        drop_database(name)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import orjson
 import psycopg
 import websockets
 
-from bench.scratch import create_database, drop_database
+from bench.scratch import scratch_stack
 from ioc_api.cli import create_token, create_user
 from ioc_core import topics
 from tests.support import Broker, Service, StalledClient, free_port, publisher, wait_until
@@ -148,49 +148,45 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="receiving processes")
     args = parser.parse_args()
 
-    name, url = create_database("ioc_bench_live")
-    broker = Broker()
-    broker.start()
-    api = None
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            units = [r[0] for r in conn.execute("SELECT id FROM units WHERE kind <> 'city' ORDER BY id")]
-            create_user(conn, "bench-city", "city_operator", [], None)
-            token = create_token(conn, "bench-city", "bench", 1)
-        port = free_port()
-        api = Service(
-            "ioc_api",
-            {
-                "IOC_DATABASE_URL": url,
-                "IOC_MQTT_URL": broker.url,
-                "IOC_API_PORT": str(port),
-                "IOC_LOG_LEVEL": "WARNING",
-            },
-        ).start()
-        wait_until(lambda: port_answers(port), timeout=30, what="the API")
-        print(
-            f"live benchmark: {args.clients} clients ({args.city_share:.0%} on every unit, the rest on 1-3 units),"
-            f" {args.events} events/s, {args.values} values/s, {args.seconds:.0f} s"
-        )
-        warm = argparse.Namespace(**{**vars(args), "seconds": 5})
-        run_scenario(port, broker, token, units, warm, stalled=0)  # connections, pools, caches: not measured
-        base = run_scenario(port, broker, token, units, args, stalled=0)
-        print(
-            f"  all clients reading:      p50 {base['p50']:6.1f} ms  p99 {base['p99']:6.1f} ms"
-            f"  delivered min {base['min_share']:.2%} mean {base['mean_share']:.2%}"
-            f"  ({base['deliveries']:,} deliveries to {base['clients']} clients)"
-        )
-        slow = run_scenario(port, broker, token, units, args, stalled=args.stalled)
-        print(
-            f"  with {args.stalled} frozen clients:  p50 {slow['p50']:6.1f} ms  p99 {slow['p99']:6.1f} ms"
-            f"  delivered min {slow['min_share']:.2%} mean {slow['mean_share']:.2%}"
-            f"  p99 ratio {slow['p99'] / base['p99']:.2f}"
-        )
-    finally:
-        if api is not None:
-            api.stop()
-        broker.remove()
-        drop_database(name)
+    with scratch_stack("ioc_bench_live") as (url, broker):
+        api = None
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                units = [r[0] for r in conn.execute("SELECT id FROM units WHERE kind <> 'city' ORDER BY id")]
+                create_user(conn, "bench-city", "city_operator", [], None)
+                token = create_token(conn, "bench-city", "bench", 1)
+            port = free_port()
+            api = Service(
+                "ioc_api",
+                {
+                    "IOC_DATABASE_URL": url,
+                    "IOC_MQTT_URL": broker.url,
+                    "IOC_API_PORT": str(port),
+                    "IOC_LOG_LEVEL": "WARNING",
+                },
+            ).start()
+            wait_until(lambda: port_answers(port), timeout=30, what="the API")
+            print(
+                f"live benchmark: {args.clients} clients ({args.city_share:.0%} on every unit, the rest on 1-3 units),"
+                f" {args.events} events/s, {args.values} values/s, {args.seconds:.0f} s"
+            )
+            warm = argparse.Namespace(**{**vars(args), "seconds": 5})
+            run_scenario(port, broker, token, units, warm, stalled=0)  # connections, pools, caches: not measured
+            base = run_scenario(port, broker, token, units, args, stalled=0)
+            print(
+                f"  all clients reading:      p50 {base['p50']:6.1f} ms  p99 {base['p99']:6.1f} ms"
+                f"  delivered min {base['min_share']:.2%} mean {base['mean_share']:.2%}"
+                f"  ({base['deliveries']:,} deliveries to {base['clients']} clients)"
+            )
+            slow = run_scenario(port, broker, token, units, args, stalled=args.stalled)
+            print(
+                f"  with {args.stalled} frozen clients:  p50 {slow['p50']:6.1f} ms  p99 {slow['p99']:6.1f} ms"
+                f"  delivered min {slow['min_share']:.2%} mean {slow['mean_share']:.2%}"
+                f"  p99 ratio {slow['p99'] / base['p99']:.2f}"
+            )
+        finally:
+            if api is not None:
+                api.stop()
 
 
 def port_answers(port: int) -> bool:

@@ -14,8 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench.ingest import ingest_drain, single_messages
-from bench.scratch import create_database, drop_database
-from tests.support import Broker
+from bench.scratch import scratch_stack
 
 SENSORS = 1000
 
@@ -60,10 +59,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="alternate the stages this many times")
     args = parser.parse_args()
 
-    name, url = create_database("ioc_bench_rules")
-    broker = Broker()
-    broker.start()
-    try:
+    with scratch_stack("ioc_bench_rules") as (url, broker):
         env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url, "IOC_LOG_LEVEL": "WARNING"}
         tags = [f"r{i}" for i in range(2 * args.repeats)]
         units = register(url, tags)
@@ -86,9 +82,6 @@ def main() -> None:
             f"  best of each: {best_with:,.0f} against {best_without:,.0f} messages/s:"
             f" ratio {best_with / best_without:.2f} (goal: above 0.80)"
         )
-    finally:
-        broker.remove()
-        drop_database(name)
 
 
 if __name__ == "__main__":

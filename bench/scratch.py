@@ -2,6 +2,8 @@
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 
@@ -9,6 +11,7 @@ from ioc_core.db import migrate
 from ioc_core.settings import Settings
 from ioc_core.units import seed_units
 from tests.conftest import ADMIN_URL
+from tests.support import Broker
 
 
 def create_database(prefix: str) -> tuple[str, str]:
@@ -35,3 +38,16 @@ def drop_database(name: str) -> None:
                 if attempt == 29:
                     raise
                 time.sleep(1)
+
+
+@contextmanager
+def scratch_stack(prefix: str) -> Iterator[tuple[str, Broker]]:
+    """A scratch database and a private broker for one run, both gone afterwards: (url, broker)."""
+    name, url = create_database(prefix)
+    broker = Broker()
+    try:
+        broker.start()
+        yield url, broker
+    finally:
+        broker.remove()
+        drop_database(name)

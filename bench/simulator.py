@@ -14,13 +14,12 @@ import time
 
 import orjson
 
-from bench.scratch import create_database, drop_database
+from bench.scratch import scratch_stack
 from ioc_core import topics
 from simulators.faults import FaultRates
 from simulators.publish import Publisher
 from simulators.registry import load_units
 from simulators.runner import CityRun, RunStats, run_sharded
-from tests.support import Broker
 
 
 def bare(url: str, n: int) -> float:
@@ -66,10 +65,7 @@ def main() -> None:
     parser.add_argument("--faults", default="", help="fault rates, as the city command takes them")
     parser.add_argument("--processes", type=int, default=2, help="publishing processes of the simulator")
     args = parser.parse_args()
-    broker = Broker()
-    broker.start()
-    name, database_url = create_database("bench_sim")
-    try:
+    with scratch_stack("bench_sim") as (database_url, broker):
         stats = simulated(broker.url, database_url, args.sensors, args.hours, args.faults, args.processes)
         bare_rate = bare(broker.url, stats.messages)
         print(f"bare publisher, one process, QoS 1, {stats.messages:,} prepared messages: {bare_rate:,.0f} msg/s")
@@ -77,9 +73,6 @@ def main() -> None:
             f"simulated city, {args.sensors:,} sensors, {args.hours:g} h, {args.processes} processes, QoS 1:"
             f" {stats.rate:,.0f} msg/s acknowledged (ratio {stats.rate / bare_rate:.2f}; goal: at least 30,000 msg/s)"
         )
-    finally:
-        drop_database(name)
-        broker.remove()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from playwright.sync_api import sync_playwright
 
-from bench.scratch import create_database, drop_database
+from bench.scratch import scratch_stack
 from ioc_api.cli import create_user
 from ioc_core.settings import REPO_ROOT
 from simulators.city import City
@@ -21,30 +21,26 @@ from simulators.registry import load_units, register
 from simulators.runner import run_city
 from tests.conftest import ingest_subscribed
 from tests.dashboards.test_screen import ARGS, CHROMIUM
-from tests.support import Broker, Service, free_port, wait_until
+from tests.support import Service, free_port, wait_until
 
 TRACE = REPO_ROOT / "docs" / "screenshots" / "wall-trace.json"
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[str, int, str]]:
-    name, url = create_database("ioc_screen")
-    broker = Broker()
-    broker.start()
-    metrics, port = free_port(), free_port()
-    env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url, "IOC_INGEST_METRICS_PORT": str(metrics)}
-    ingest = Service("ingest", env).start()
-    api = Service("ioc_api", {**env, "IOC_API_PORT": str(port)}).start()
-    try:
-        wait_until(lambda: ingest_subscribed(metrics), what="ingest subscribed")
-        with psycopg.connect(url, autocommit=True) as db:
-            create_user(db, "wall", "city_operator", [], "pw-wall")
-        yield url, port, broker.url
-    finally:
-        api.stop()
-        ingest.stop()
-        broker.remove()
-        drop_database(name)
+    with scratch_stack("ioc_screen") as (url, broker):
+        metrics, port = free_port(), free_port()
+        env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url, "IOC_INGEST_METRICS_PORT": str(metrics)}
+        ingest = Service("ingest", env).start()
+        api = Service("ioc_api", {**env, "IOC_API_PORT": str(port)}).start()
+        try:
+            wait_until(lambda: ingest_subscribed(metrics), what="ingest subscribed")
+            with psycopg.connect(url, autocommit=True) as db:
+                create_user(db, "wall", "city_operator", [], "pw-wall")
+            yield url, port, broker.url
+        finally:
+            api.stop()
+            ingest.stop()
 
 
 @pytest.mark.timeout(240)

@@ -8,11 +8,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bench.scratch import create_database, drop_database
+from bench.scratch import scratch_stack
 from ioc_core.settings import REPO_ROOT, Settings
 from simulators.scenarios import Scenario, run_scenario
 from tests.conftest import ingest_subscribed
-from tests.support import Broker, Service, free_port, wait_until
+from tests.support import Service, free_port, wait_until
 
 SCENARIOS = sorted((REPO_ROOT / "simulators" / "scenarios").glob("*.yaml"))
 
@@ -21,27 +21,23 @@ SCENARIOS = sorted((REPO_ROOT / "simulators" / "scenarios").glob("*.yaml"))
 def scenario_env() -> Iterator[Settings]:
     """A database, a broker and an ingest of its own: an ingest that left a broker's share group
     would still be given its share of the next scenario's messages."""
-    name, url = create_database("ioc_scenario")
-    broker = Broker()
-    broker.start()
-    port = free_port()
-    env = {
-        "IOC_DATABASE_URL": url,
-        "IOC_MQTT_URL": broker.url,
-        "IOC_INGEST_METRICS_PORT": str(port),
-        "IOC_ALERT_CLOCK": "data",
-        "IOC_ALERT_CHECK_S": "0.25",
-        "IOC_RULES_REFRESH_S": "0.5",
-        "IOC_INGEST_REGISTRY_REFRESH_S": "0.5",
-    }
-    ingest = Service("ingest", env).start()
-    try:
-        wait_until(lambda: ingest_subscribed(port), what="ingest subscribed")
-        yield Settings(database_url=url, mqtt_url=broker.url)
-    finally:
-        ingest.stop()
-        broker.remove()
-        drop_database(name)
+    with scratch_stack("ioc_scenario") as (url, broker):
+        port = free_port()
+        env = {
+            "IOC_DATABASE_URL": url,
+            "IOC_MQTT_URL": broker.url,
+            "IOC_INGEST_METRICS_PORT": str(port),
+            "IOC_ALERT_CLOCK": "data",
+            "IOC_ALERT_CHECK_S": "0.25",
+            "IOC_RULES_REFRESH_S": "0.5",
+            "IOC_INGEST_REGISTRY_REFRESH_S": "0.5",
+        }
+        ingest = Service("ingest", env).start()
+        try:
+            wait_until(lambda: ingest_subscribed(port), what="ingest subscribed")
+            yield Settings(database_url=url, mqtt_url=broker.url)
+        finally:
+            ingest.stop()
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
