@@ -29,7 +29,7 @@ import numpy as np
 from ioc_core.camera_config import CameraAnalytics
 from ioc_core.settings import Settings
 from vision.analytics import Analyser
-from vision.detectors import Detector, load_detector
+from vision.detectors import Detector, load_detector, read_names
 from vision.sources import FastFileSource, LiveSource, SourceSpec
 from vision.worker import CameraRun, CameraSpec, Worker
 
@@ -159,9 +159,8 @@ def yolo11n(workdir: Path, imgsz: int) -> tuple[Path, Path]:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 
-    names = [n.strip() for n in (SHARED / "models" / "coco80.names").read_text().splitlines() if n.strip()]
-    model = YOLO("yolo11n.yaml")
-    model.model.names = dict(enumerate(names))
+    model = YOLO("yolo11n.yaml")  # architecture only: random weights
+    model.model.names = read_names(SHARED / "models" / "coco80.names")
     pt = workdir / "yolo11n.pt"
     model.save(pt)
     exported = YOLO(pt).export(format="onnx", dynamic=True, imgsz=imgsz, simplify=False, verbose=False)

@@ -10,7 +10,7 @@ motorcycle's or bicycle's is dropped before tracking.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import supervision as sv
@@ -30,14 +30,6 @@ class Observation:
     detections: sv.Detections  # tracked, riders removed
     occupancy: dict[str, Counter[str]]  # zone -> class -> objects now inside
     transitions: list[Transition]
-
-
-@dataclass(slots=True)
-class Tally:
-    """Counts gathered since the last report."""
-
-    crossings: Counter[str] = field(default_factory=Counter)  # metric name -> crossings
-    frames: int = 0
 
 
 def drop_riders(detections: sv.Detections) -> sv.Detections:
@@ -109,7 +101,7 @@ class Analyser:
         self.conditions = {
             event: Condition(event, **timing) for event in ("stopped_vehicle", "crowding", "congestion", "intrusion")
         }
-        self.tally = Tally()
+        self._crossings: Counter[str] = Counter()  # metric name -> crossings since the last report
 
     def update(self, t: float, detections: sv.Detections) -> Observation:
         names = detections.data.get("class_name")
@@ -123,14 +115,13 @@ class Analyser:
             crossed_in, crossed_out = line.trigger(tracked)
             for direction, crossed in (("in", crossed_in), ("out", crossed_out)):
                 for cls in names[crossed]:
-                    self.tally.crossings[f"{line_name}_{cls}_{direction}"] += 1
+                    self._crossings[f"{line_name}_{cls}_{direction}"] += 1
         occupancy: dict[str, Counter[str]] = {}
         findings: dict[str, dict[str, object]] = {}
         for zone_name, (zone, polygon) in self.zones.items():
             inside = polygon.trigger(tracked) if len(tracked) else np.zeros(0, dtype=bool)
             occupancy[zone_name] = Counter(names[inside].tolist())
             self._judge_zone(t, zone, tracked[inside], occupancy[zone_name], findings)
-        self.tally.frames += 1
         transitions = [
             tr for event, cond in self.conditions.items() if (tr := cond.update(t, findings.get(event))) is not None
         ]
@@ -152,18 +143,18 @@ class Analyser:
                 stopped.append({"track": f"{self.camera_id}:{track}", "class": cls, "dwell_s": round(t - since, 1)})
         for key in [k for k in self._entered if k[0] == zone.name and k not in present]:
             del self._entered[key]
+
+        def found(event: str, **what: object) -> None:
+            findings.setdefault(event, {"zones": []})["zones"].append({"zone": zone.name, **what})
+
         if stopped:
-            findings.setdefault("stopped_vehicle", {"zones": []})["zones"].append(
-                {"zone": zone.name, "tracks": stopped}
-            )
+            found("stopped_vehicle", tracks=stopped)
         if zone.max_people is not None and people > zone.max_people:
-            findings.setdefault("crowding", {"zones": []})["zones"].append({"zone": zone.name, "people": people})
+            found("crowding", people=people)
         if zone.max_vehicles is not None and vehicles > zone.max_vehicles:
-            findings.setdefault("congestion", {"zones": []})["zones"].append({"zone": zone.name, "vehicles": vehicles})
+            found("congestion", vehicles=vehicles)
         if zone.restricted and (people or vehicles):
-            findings.setdefault("intrusion", {"zones": []})["zones"].append(
-                {"zone": zone.name, "objects": dict(occupancy)}
-            )
+            found("intrusion", objects=dict(occupancy))
 
     def report(self, occupancy: dict[str, Counter[str]]) -> dict[str, float]:
         """The counts since the last report (every line, class and direction, zeros included),
@@ -173,10 +164,10 @@ class Analyser:
             for cls in self.config.classes:
                 for direction in ("in", "out"):
                     metric = f"{line_name}_{cls}_{direction}"
-                    values[metric] = float(self.tally.crossings.get(metric, 0))
+                    values[metric] = float(self._crossings[metric])
         for zone_name in self.zones:
             counts = occupancy.get(zone_name, Counter())
             for cls in self.config.classes:
                 values[f"{zone_name}_{cls}"] = float(counts.get(cls, 0))
-        self.tally = Tally()
+        self._crossings.clear()
         return values

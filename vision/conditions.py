@@ -30,10 +30,6 @@ class Condition:
         self._last_said = 0.0
         self._data: dict[str, Any] = {}
 
-    @property
-    def active(self) -> bool:
-        return self._active_since is not None
-
     def update(self, t: float, finding: dict[str, Any] | None) -> Transition | None:
         """``finding`` is what was seen now (None: not seen); a transition when there is news."""
         if finding is not None:

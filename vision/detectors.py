@@ -45,6 +45,11 @@ def _class_ids(names: dict[int, str], classes: list[str]) -> np.ndarray:
     return np.array(sorted(i for i, n in names.items() if n in classes), dtype=np.int64)
 
 
+def read_names(path: Path) -> dict[int, str]:
+    """A class-names file, one name a line in the model's class order: {class id: name}."""
+    return dict(enumerate(n.strip() for n in path.read_text().splitlines() if n.strip()))
+
+
 def _named(detections: sv.Detections, names: dict[int, str]) -> sv.Detections:
     detections.data["class_name"] = np.array([names[int(c)] for c in detections.class_id], dtype=object)
     return detections
@@ -101,7 +106,7 @@ class OnnxDetector:
         names = model.with_name("coco80.names")
         if not names.is_file():
             raise FileNotFoundError(f"YOLO-FastestV2 needs its class names beside it: {names}")
-        return dict(enumerate(n.strip() for n in names.read_text().splitlines() if n.strip()))
+        return read_names(names)
 
     def _export_names(self) -> dict[int, str]:
         meta = self._session.get_modelmeta().custom_metadata_map

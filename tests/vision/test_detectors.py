@@ -2,7 +2,6 @@
 pixels. Ultralytics' YOLO11n is built from its YAML (no weights can be downloaded here): its boxes
 mean nothing, so the ONNX decoding is checked on a model whose output is known exactly."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +9,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from bench.vision import yolo11n
 from ioc_core.settings import Settings
-from vision.detectors import OnnxDetector, UltralyticsDetector
+from vision.detectors import OnnxDetector, UltralyticsDetector, read_names
 
-COCO = [n.strip() for n in (Settings().shared_dir / "models" / "coco80.names").read_text().splitlines() if n.strip()]
+COCO = list(read_names(Settings().shared_dir / "models" / "coco80.names").values())
 CLASSES = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
 
 
@@ -85,18 +85,12 @@ def test_a_model_without_a_wanted_class_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_ultralytics_engine_runs_yolo11n_in_batches_and_exports_to_onnx(tmp_path: Path) -> None:
-    os.environ["YOLO_OFFLINE"] = "1"
-    from ultralytics import YOLO
-
-    model = YOLO("yolo11n.yaml")  # architecture only: random weights
-    model.model.names = dict(enumerate(COCO))
-    model.save(tmp_path / "yolo11n.pt")
-    detector = UltralyticsDetector(tmp_path / "yolo11n.pt", CLASSES, confidence=0.25, iou=0.45, imgsz=320, threads=1)
+    pt, exported = yolo11n(tmp_path, 320)
+    detector = UltralyticsDetector(pt, CLASSES, confidence=0.25, iou=0.45, imgsz=320, threads=1)
     frames = [np.zeros((720, 1280, 3), dtype=np.uint8), np.full((480, 640, 3), 128, dtype=np.uint8)]
     results = detector.detect(frames)
     assert len(results) == 2 and detector.max_batch == 8
     assert all(d.xyxy.shape[1] == 4 and "class_name" in d.data for d in results)
-    exported = Path(YOLO(tmp_path / "yolo11n.pt").export(format="onnx", dynamic=True, imgsz=320, simplify=False))
     onnx_engine = OnnxDetector(exported, CLASSES, confidence=0.25, iou=0.45, imgsz=320, threads=1)
     assert onnx_engine.max_batch == 8 and onnx_engine.names == detector.names
     assert len(onnx_engine.detect(frames)) == 2
