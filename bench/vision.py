@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ioc_core.camera_config import CameraAnalytics
+from ioc_core.camera_config import DEFAULT_CLASSES, CameraAnalytics
 from ioc_core.settings import Settings
 from vision.analytics import Analyser
 from vision.detectors import Detector, load_detector, read_names
@@ -37,7 +37,7 @@ SHARED = Settings().shared_dir
 TRUTH = json.loads((Path(__file__).parents[1] / "tests" / "data" / "vision_ground_truth.json").read_text())
 HIGHWAY = SHARED / "media" / "highway_720p.mp4"
 VIDEOS = [SHARED / "media" / f"{name}_720p.mp4" for name in ("highway", "crosswalk", "bridge_traffic")]
-CLASSES = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 class NullLink:

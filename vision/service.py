@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import ValidationError
 
-from ioc_core.camera_config import CameraAnalytics
+from ioc_core.camera_config import DEFAULT_CLASSES, CameraAnalytics
 from ioc_core.settings import Settings
 from vision.detectors import Detector, load_detector
 from vision.link import CameraLink
@@ -51,11 +51,10 @@ def registered_cameras(settings: Settings) -> dict[str, CameraSpec]:
 def build_detector(settings: Settings) -> Detector:
     if settings.vision_model is None:
         raise SystemExit("no detector weights: set IOC_VISION_MODEL (and IOC_VISION_ENGINE for an ONNX-only worker)")
-    classes = sorted({"person", "bicycle", "car", "motorcycle", "bus", "truck"})
     return load_detector(
         settings.vision_engine,
         settings.vision_model,
-        classes,
+        list(DEFAULT_CLASSES),
         confidence=settings.vision_confidence,
         iou=settings.vision_iou,
         imgsz=settings.vision_imgsz,

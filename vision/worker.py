@@ -70,15 +70,16 @@ class CameraRun:
         self._last: tuple[Frame, Observation] | None = None
         self._unreported = 0
         self._connected = False
+        metrics.CONNECTED.labels(spec.id).set(0)
         self.analysed = 0
         self.detected = 0
 
     def watch_stream(self) -> None:
         """The camera is offline while its stream is down, and says so as soon as that changes."""
         connected = self.source.stats.connected
-        metrics.CONNECTED.labels(self.spec.id).set(1 if connected else 0)
         if connected != self._connected:
             self._connected = connected
+            metrics.CONNECTED.labels(self.spec.id).set(1 if connected else 0)
             self.link.status(connected, self.health(0.0))
 
     def wants_detection(self, frame: Frame) -> bool:

@@ -10,11 +10,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from bench.vision import yolo11n
+from ioc_core.camera_config import DEFAULT_CLASSES
 from ioc_core.settings import Settings
 from vision.detectors import OnnxDetector, UltralyticsDetector, read_names
 
 COCO = list(read_names(Settings().shared_dir / "models" / "coco80.names").values())
-CLASSES = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+CLASSES = list(DEFAULT_CLASSES)
 
 
 def known_export(path: Path, anchors: np.ndarray) -> Path:

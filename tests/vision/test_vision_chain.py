@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from ioc_core.camera_config import CameraAnalytics
+from ioc_core.camera_config import DEFAULT_CLASSES, CameraAnalytics
 from ioc_core.settings import Settings
 from simulators.mjpeg import MjpegServer
 from tests.support import Broker, Collector, Service, as_, free_port, wait_until
@@ -26,7 +26,7 @@ from vision.worker import CameraRun, CameraSpec, Worker
 TRUTH = json.loads((Path(__file__).parents[1] / "data" / "vision_ground_truth.json").read_text())
 SHARED = Settings().shared_dir
 MODEL = SHARED / "models" / "yolo-fastestv2-coco.onnx"
-CLASSES = ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+CLASSES = list(DEFAULT_CLASSES)
 
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason=f"needs the shared footage and model in {SHARED}")
 
