@@ -401,8 +401,7 @@ function onValues(values) {
     const c = state.cameras.get(v.sensor_id);
     if (c) (c.counts ??= {})[v.metric] = v.value;
   }
-  recolourSensors();
-  renderKpis();
+  renderKpis();  // markers are coloured by status, which values do not change
 }
 
 function onEvent(event) {

@@ -64,6 +64,7 @@ class Faults:
     _rng: random.Random = field(init=False)
     _stuck: dict[str, dict[str, float]] = field(init=False, default_factory=dict)
     _skew: dict[str, float] = field(init=False, default_factory=dict)
+    _draws: dict[tuple[str, str], float] = field(init=False, default_factory=dict)
     _held: list[tuple[float, Reading]] = field(init=False, default_factory=list)
     counts: dict[str, int] = field(init=False, default_factory=lambda: defaultdict(int))
 
@@ -71,8 +72,11 @@ class Faults:
         self._rng = random.Random(self.seed)
 
     def _sensor_draw(self, sensor_id: str, salt: str) -> float:
-        """A stable draw per sensor, so a faulty device stays faulty."""
-        return random.Random(f"{self.seed}:{salt}:{sensor_id}").random()
+        """A stable draw per sensor, so a faulty device stays faulty (drawn once, then remembered)."""
+        key = (sensor_id, salt)
+        if key not in self._draws:
+            self._draws[key] = random.Random(f"{self.seed}:{salt}:{sensor_id}").random()
+        return self._draws[key]
 
     def messages(self, readings: list[Reading], now: float, gateway_of: dict[str, str]) -> list[tuple[str, bytes]]:
         """The messages to send at sim time ``now`` for ``readings`` (and the late ones now due)."""
