@@ -80,10 +80,20 @@ def ingest_subscribed(metrics_port: int) -> bool:
     return "ioc_ingest_broker_connected 1.0" in text
 
 
+def start_ingest(env: dict[str, str]) -> Service:
+    """An ingest worker with ``env``, once it is subscribed."""
+    service = Service("ingest", env).start()
+    try:
+        wait_until(lambda: ingest_subscribed(int(env["IOC_INGEST_METRICS_PORT"])), what="ingest subscribed")
+    except TimeoutError:
+        service.stop()
+        raise
+    return service
+
+
 @pytest.fixture(scope="session")
 def ingest(service_env: dict[str, str]) -> Iterator[Service]:
-    service = Service("ingest", service_env).start()
-    wait_until(lambda: ingest_subscribed(int(service_env["IOC_INGEST_METRICS_PORT"])), what="ingest subscribed")
+    service = start_ingest(service_env)
     yield service
     service.stop()
 

@@ -19,9 +19,9 @@ from simulators.faults import FaultRates, Faults
 from simulators.publish import Publisher
 from simulators.registry import load_units, register
 from simulators.runner import run_city
-from tests.conftest import ingest_subscribed
+from tests.conftest import start_ingest
 from tests.dashboards.test_screen import ARGS, CHROMIUM
-from tests.support import Service, free_port, wait_until
+from tests.support import Service, free_port
 
 TRACE = REPO_ROOT / "docs" / "screenshots" / "wall-trace.json"
 
@@ -31,10 +31,9 @@ def stack() -> Iterator[tuple[str, int, str]]:
     with scratch_stack("ioc_screen") as (url, broker):
         metrics, port = free_port(), free_port()
         env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url, "IOC_INGEST_METRICS_PORT": str(metrics)}
-        ingest = Service("ingest", env).start()
+        ingest = start_ingest(env)
         api = Service("ioc_api", {**env, "IOC_API_PORT": str(port)}).start()
         try:
-            wait_until(lambda: ingest_subscribed(metrics), what="ingest subscribed")
             with psycopg.connect(url, autocommit=True) as db:
                 create_user(db, "wall", "city_operator", [], "pw-wall")
             yield url, port, broker.url

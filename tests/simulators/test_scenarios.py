@@ -11,8 +11,8 @@ import pytest
 from bench.scratch import scratch_stack
 from ioc_core.settings import REPO_ROOT, Settings
 from simulators.scenarios import Scenario, run_scenario
-from tests.conftest import ingest_subscribed
-from tests.support import Service, free_port, wait_until
+from tests.conftest import start_ingest
+from tests.support import free_port, wait_until
 
 SCENARIOS = sorted((REPO_ROOT / "simulators" / "scenarios").glob("*.yaml"))
 
@@ -32,9 +32,8 @@ def scenario_env() -> Iterator[Settings]:
             "IOC_RULES_REFRESH_S": "0.5",
             "IOC_INGEST_REGISTRY_REFRESH_S": "0.5",
         }
-        ingest = Service("ingest", env).start()
+        ingest = start_ingest(env)
         try:
-            wait_until(lambda: ingest_subscribed(port), what="ingest subscribed")
             yield Settings(database_url=url, mqtt_url=broker.url)
         finally:
             ingest.stop()
