@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: run test setup lint format bench bench-rest bench-vision stop
+.PHONY: run test setup lint format bench bench-rest bench-vision soak stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -24,6 +24,9 @@ bench-vision: setup ## The vision worker against a naive loop, and cameras per w
 
 bench-rest: setup ## REST latency on a loaded dataset (50 million readings: about half an hour to load)
 	@.venv/bin/python -m bench.rest
+
+soak: setup ## Half an hour at 5,000 messages/s: memory and latency of every service, first minutes against last (not in CI)
+	@.venv/bin/python -m bench.soak
 
 lint: setup ## ruff, as CI runs it
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -28,7 +28,7 @@ import psycopg
 
 from bench.scratch import scratch_stack
 from tests.conftest import ingest_subscribed
-from tests.support import Broker, Service, free_port, publish_all, publisher, wait_until
+from tests.support import Broker, Service, free_port, login, publish_all, publisher, wait_until
 
 SENSORS = 1000
 
@@ -71,6 +71,7 @@ class BareSubscriber:
         client = paho.Client(
             paho.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv311, clean_session=False
         )
+        login(client, "ingest")
         client.connect("127.0.0.1", self.port)
         return client
 
@@ -129,7 +130,15 @@ def start_workers(env: dict[str, str], workers: int) -> list[tuple[Service, int]
     started = []
     for w in range(1, workers + 1):
         started.append(
-            (Service("ingest", {**env, "IOC_INGEST_METRICS_PORT": str(base)}, "--worker", str(w)).start(), base + w - 1)
+            (
+                Service(
+                    "ingest",
+                    {**env, "IOC_INGEST_METRICS_PORT": str(base), "IOC_INGEST_WORKERS": str(workers)},
+                    "--worker",
+                    str(w),
+                ).start(),
+                base + w - 1,
+            )
         )
     for _, port in started:
         wait_until(lambda p=port: ingest_subscribed(p), timeout=30, what="ingest subscribed")
@@ -142,6 +151,7 @@ def forget_sessions(port: int, workers: int) -> None:
         client = paho.Client(
             paho.CallbackAPIVersion.VERSION2, client_id=f"ioc-ingest-{w}", protocol=paho.MQTTv311, clean_session=True
         )
+        login(client, "ingest")
         client.connect("127.0.0.1", port)
         client.loop_start()
         time.sleep(0.2)
@@ -217,7 +227,7 @@ def main() -> None:
     with scratch_stack("ioc_bench_ingest") as (url, broker):
         env = {
             "IOC_DATABASE_URL": url,
-            "IOC_MQTT_URL": broker.url,
+            "IOC_MQTT_URL": broker.url_for("ingest"),
             "IOC_LOG_LEVEL": "WARNING",
             "IOC_ROLLUP_INTERVAL_S": "15",
         }

@@ -65,7 +65,7 @@ def receiver(url: str, token: str, plan: list, seconds: float, out: mp.Queue) ->
 
 def publish_load(port: int, units: list[str], events_per_s: int, values_per_s: int, seconds: float) -> list[tuple]:
     """Publish events (with their send time) and value digests; returns (id, unit) of each event."""
-    client = publisher(port)
+    client = publisher(port, account="ingest")
     sent: list[tuple[int, str]] = []
     start = time.perf_counter()
     next_event_id, tick = 1, 0
@@ -160,7 +160,7 @@ def main() -> None:
                 "ioc_api",
                 {
                     "IOC_DATABASE_URL": url,
-                    "IOC_MQTT_URL": broker.url,
+                    "IOC_MQTT_URL": broker.url_for("api"),
                     "IOC_API_PORT": str(port),
                     "IOC_LOG_LEVEL": "WARNING",
                 },

@@ -512,7 +512,7 @@ def main() -> None:
             )
         print(database_summary(url))
         broker.start()
-        service, port = start_api(url, broker.url)
+        service, port = start_api(url, broker.url_for("api"))
         token = city_token(url)
         print(f"API on port {port}; measuring {args.requests} requests per query after {WARMUP} warm-up requests")
         results = measure(url, port, token, args.requests, args.seed)

@@ -60,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with scratch_stack("ioc_bench_rules") as (url, broker):
-        env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url, "IOC_LOG_LEVEL": "WARNING"}
+        env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url_for("ingest"), "IOC_LOG_LEVEL": "WARNING"}
         tags = [f"r{i}" for i in range(2 * args.repeats)]
         units = register(url, tags)
         print(f"rules benchmark: {args.messages:,} single-reading messages per stage, {args.workers} workers")

@@ -66,8 +66,10 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="publishing processes of the simulator")
     args = parser.parse_args()
     with scratch_stack("bench_sim") as (database_url, broker):
-        stats = simulated(broker.url, database_url, args.sensors, args.hours, args.faults, args.processes)
-        bare_rate = bare(broker.url, stats.messages)
+        stats = simulated(
+            broker.url_for("simulator"), database_url, args.sensors, args.hours, args.faults, args.processes
+        )
+        bare_rate = bare(broker.url_for("simulator"), stats.messages)
         print(f"bare publisher, one process, QoS 1, {stats.messages:,} prepared messages: {bare_rate:,.0f} msg/s")
         print(
             f"simulated city, {args.sensors:,} sensors, {args.hours:g} h, {args.processes} processes, QoS 1:"

@@ -57,9 +57,12 @@ async function buildMap() {
   }).addTo(map);
 }
 
+// Tooltips are HTML: whatever came from devices or the registry is escaped into them.
+const esc = (v) => String(v).replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
 function unitTooltip(f) {
   const open = [...state.alerts.values()].filter((a) => a.unit_id === f.id);
-  return `<strong>${f.properties.name}</strong><br>${open.length} ${t("alerts").toLowerCase()}`;
+  return `<strong>${esc(f.properties.name)}</strong><br>${open.length} ${t("alerts").toLowerCase()}`;
 }
 
 function fitScope() {
@@ -113,9 +116,9 @@ function alertedSources() {
 
 function sensorTooltip(s) {
   const lines = Object.entries(s.values)
-    .map(([metric, v]) => `${metric}: <strong>${i18n.measure(metric, v.value)}</strong> · ${i18n.time(v.time)}`);
+    .map(([metric, v]) => `${esc(metric)}: <strong>${esc(i18n.measure(metric, v.value))}</strong> · ${i18n.time(v.time)}`);
   const unit = state.units.get(s.unit_id)?.properties.name ?? s.unit_id;
-  return `<strong>${s.name || s.id}</strong> (${s.kind})<br>${unit}<br>${lines.join("<br>") || "–"}`;
+  return `<strong>${esc(s.name || s.id)}</strong> (${esc(s.kind)})<br>${esc(unit)}<br>${lines.join("<br>") || "–"}`;
 }
 
 async function loadSensors() {
@@ -150,15 +153,25 @@ async function loadCameras() {
 }
 
 function cameraPopup(c) {
+  // Built from nodes, not HTML: a camera's name is text, whatever it contains.
   const box = document.createElement("div");
-  const counts = Object.entries(c.counts || {}).filter(([, v]) => v > 0)
-    .map(([k, v]) => `<tr><td>${k}</td><td style="text-align:right">${i18n.number(v, 0)}</td></tr>`).join("");
-  box.innerHTML = `<strong>${c.name || c.id}</strong> · ${c.status}<div class="shot">${t("snapshot")}…</div>` +
-    `<table>${counts || `<tr><td>${t("counts")}: –</td></tr>`}</table>`;
+  box.appendChild(document.createElement("strong")).textContent = c.name || c.id;
+  box.append(` · ${c.status}`);
+  const shot = box.appendChild(document.createElement("div"));
+  shot.className = "shot";
+  shot.textContent = `${t("snapshot")}…`;
+  const table = box.appendChild(document.createElement("table"));
+  const counts = Object.entries(c.counts || {}).filter(([, v]) => v > 0);
+  if (!counts.length) table.insertRow().insertCell().textContent = `${t("counts")}: –`;
+  for (const [k, v] of counts) {
+    const row = table.insertRow();
+    row.insertCell().textContent = k;
+    Object.assign(row.insertCell(), { className: "num", textContent: i18n.number(v, 0) });
+  }
   api(`/cameras/${c.id}/snapshots/latest.jpg`)
     .then((r) => r.blob())
-    .then((blob) => { box.querySelector(".shot").innerHTML = `<img alt="" src="${URL.createObjectURL(blob)}">`; })
-    .catch(() => { box.querySelector(".shot").textContent = `${t("snapshot")}: –`; });
+    .then((blob) => shot.replaceChildren(Object.assign(document.createElement("img"), { alt: "", src: URL.createObjectURL(blob) })))
+    .catch(() => { shot.textContent = `${t("snapshot")}: –`; });
   return box;
 }
 
@@ -217,10 +230,12 @@ function renderAlerts(fresh = new Set()) {
     if (fresh.has(a.id)) li.classList.add("fresh");
     const unit = state.units.get(a.unit_id)?.properties.name ?? a.unit_id ?? "";
     li.innerHTML = `<div><span class="sev ${a.severity}">${t(a.severity)}</span> <span class="title"></span></div>` +
-      `<div class="meta">${unit} · ${a.source_id} · ${i18n.age(a.opened_at)}` +
-      `${a.last_value != null ? ` · ${i18n.number(a.last_value)}` : ""}</div>` +
-      `<div class="state">${t(a.state)}${a.acknowledged_by ? ` · ${a.acknowledged_by}` : ""}</div>`;
+      `<div class="meta"></div><div class="state"></div>`;
+    // What devices and people wrote is set as text, never parsed as HTML.
     li.querySelector(".title").textContent = a.title;
+    li.querySelector(".meta").textContent = `${unit} · ${a.source_id} · ${i18n.age(a.opened_at)}` +
+      `${a.last_value != null ? ` · ${i18n.number(a.last_value)}` : ""}`;
+    li.querySelector(".state").textContent = `${t(a.state)}${a.acknowledged_by ? ` · ${a.acknowledged_by}` : ""}`;
     if (canAct) {
       const actions = document.createElement("div");
       actions.className = "actions";
@@ -307,7 +322,7 @@ function drawKpis() {
   const bySeverity = Object.fromEntries(SEVERITIES.map((s) => [s, 0]));
   for (const a of state.alerts.values()) bySeverity[a.severity] += 1;
   kpi("open", i18n.number(state.alerts.size, 0),
-      SEVERITIES.map((s) => `<span class="sev ${s}">${bySeverity[s]}</span>`).join(""));
+      SEVERITIES.map((s) => Object.assign(document.createElement("span"), { className: `sev ${s}`, textContent: bySeverity[s] })));
   let air = null, water = null, vehicles = 0;
   for (const s of state.sensors.values()) {
     const v = s.values;
@@ -325,11 +340,11 @@ function drawKpis() {
 
 const placeOf = (s) => `${s.name || s.id} · ${state.units.get(s.unit_id)?.properties.name ?? ""}`;
 
-function kpi(name, value, sub) {
+function kpi(name, value, sub) {  // sub: text, or nodes
   const box = $(`kpi-${name}`);
   box.querySelector(".label").textContent = t(`kpi_${name}`);
   box.querySelector(".value").textContent = value;
-  box.querySelector(".sub").innerHTML = sub;
+  box.querySelector(".sub").replaceChildren(...(Array.isArray(sub) ? sub : [sub]));
 }
 
 async function loadResponseFigures() {

@@ -51,6 +51,17 @@ class Limits:
     ranges: dict[str, dict[str, tuple[float | None, float | None]]] = field(default_factory=dict)
 
 
+def _storable(obj: Any) -> bool:
+    """PostgreSQL's text and jsonb cannot hold NUL: a string with one would fail the whole batch."""
+    if isinstance(obj, str):
+        return "\x00" not in obj
+    if isinstance(obj, dict):
+        return all(_storable(k) and _storable(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return all(_storable(v) for v in obj)
+    return True
+
+
 def parse_time(raw: Any, received: datetime) -> datetime:
     """RFC 3339 text or epoch milliseconds; absent means the time of receipt."""
     if raw is None:
@@ -194,6 +205,8 @@ def parse_status_message(device_id: str, payload: bytes, received: datetime) -> 
         return Rejection("bad_status", f"expected 'online', 'offline' or a JSON object, got {payload[:64]!r}")
     if not isinstance(doc, dict) or doc.get("status") not in ("online", "offline"):
         return Rejection("bad_status", "a status object needs 'status': 'online' or 'offline'")
+    if not _storable(doc):
+        return Rejection("bad_status", "a text holds a NUL character, which cannot be stored")
     return StatusChange(device_id, doc["status"], received, {k: v for k, v in doc.items() if k != "status"})
 
 
@@ -226,6 +239,8 @@ def parse_camera_event(camera_id: str, payload: bytes, received: datetime, limit
     data = doc.get("data", {})
     if not isinstance(data, dict):
         return Rejection("wrong_type", "'data' must be an object")
+    if not _storable(doc):
+        return Rejection("bad_event", "a text holds a NUL character, which cannot be stored")
     try:
         ts = parse_time(doc.get("ts"), received)
     except (ValueError, OverflowError) as exc:

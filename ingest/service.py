@@ -71,6 +71,10 @@ class IngestService:
         self.digest = LiveDigest(self.registry.unit_of)
         self.client_id = f"{settings.ingest_client_id_prefix}-{worker}"
         self.client, self._address = make_client(settings.mqtt_url, self.client_id, manual_ack=True)
+        # One worker subscribes plainly: Mosquitto 2.0 keeps a persistent session's plain
+        # subscriptions through its own restart, but forgets shared ones until the worker is back.
+        shared, plain = [topics.shared(t) for t in SUBSCRIPTIONS], list(SUBSCRIPTIONS)
+        self._topics, self._other_topics = (shared, plain) if settings.ingest_workers > 1 else (plain, shared)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
@@ -84,7 +88,8 @@ class IngestService:
         self._generation += 1
         if self._leaving:
             return
-        client.subscribe([(topics.shared(t), 1) for t in SUBSCRIPTIONS])
+        client.subscribe([(t, 1) for t in self._topics])
+        client.unsubscribe(self._other_topics)  # the other form, if the session had it from before
         log.info("connected to broker", extra={"session_present": flags.session_present})
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
@@ -145,7 +150,7 @@ class IngestService:
         self._leaving = True
         unsubscribed = threading.Event()
         self.client.on_unsubscribe = lambda *args: unsubscribed.set()
-        self.client.unsubscribe([topics.shared(t) for t in SUBSCRIPTIONS])
+        self.client.unsubscribe(self._topics)
         if not unsubscribed.wait(10):
             return False
         self._process_until_idle(2.0)
@@ -157,7 +162,7 @@ class IngestService:
             self._process_one_batch()
 
     def _end_session(self) -> None:
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
+        client, _ = make_client(self.settings.mqtt_url, self.client_id, clean_session=True)
         client.connect(self._address.host, self._address.port)
         client.loop_start()
         deadline = time.monotonic() + 5

@@ -6,15 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 
 from ioc_api import problems
 from ioc_api.body_cache import BodyCache
 from ioc_api.bus import LiveBus
+from ioc_api.headers import SecurityHeaders
 from ioc_api.live import LiveHub
 from ioc_api.routes import (
     alerts,
+    audit_log,
     auth,
     cap,
     dead_letters,
@@ -39,14 +42,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Each connection is checked as it is lent (one round trip), so that after a database
-        # restart no request gets a connection that died with it.
+        # restart no request gets a connection that died with it. The first dead one found has the
+        # pool check all its idle connections at once: the pool would otherwise find them one at a
+        # time, waiting 1, 2, 4... seconds between them, and hold a request for as long.
+        sweeps: set[asyncio.Task] = set()
+
+        async def check(conn) -> None:
+            try:
+                await AsyncConnectionPool.check_connection(conn)
+            except Exception:
+                if not sweeps:
+                    sweep = asyncio.create_task(pool.check())
+                    sweeps.add(sweep)
+                    sweep.add_done_callback(sweeps.discard)
+                raise
+
         pool = AsyncConnectionPool(
             settings.database_url,
             min_size=1,
             max_size=10,
             open=False,
             kwargs={"connect_timeout": 3},
-            check=AsyncConnectionPool.check_connection,
+            check=check,
         )
         await pool.open(wait=False)
         hub = LiveHub()
@@ -77,8 +94,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(health.router)
-    for module in (auth, units, registry, readings, events, alerts, rules, performance, cap, dead_letters, screen):
+    for module in (
+        auth,
+        units,
+        registry,
+        readings,
+        events,
+        alerts,
+        rules,
+        performance,
+        cap,
+        dead_letters,
+        screen,
+        audit_log,
+    ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")
+    # Closed unless origins are named: a page elsewhere cannot call the API from a browser.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders, tile_url=settings.screen_tile_url)
     return app

@@ -3,9 +3,19 @@
 user create USERNAME --role ROLE [--units hai-chau,hoa-cuong]   (password read from stdin or prompted)
 user list
 user disable USERNAME
+user unlock USERNAME                                            (after failed logins locked it)
 token create USERNAME [--name NAME] [--days 365]                (prints the token once)
 token revoke TOKEN_ID
 bootstrap                                                       (first admin with a random password)
+
+Broker accounts (each change rewrites Mosquitto's password and ACL files and reloads the broker):
+mqtt device ID          a registered sensor's or camera's password (new or replaced; printed once)
+mqtt gateway ID         a gateway's password: it may publish readings for the sensors it names
+mqtt service NAME       a service's URL with a new password (ioc-ingest, ioc-api, ...)
+mqtt revoke USERNAME    the account is removed and its connections are closed
+mqtt list
+mqtt sync               rewrite the files from the database (a new or rebuilt broker)
+mqtt bootstrap --env-file FILE   every service account, with its URL in FILE (make run)
 """
 
 import argparse
@@ -13,10 +23,12 @@ import getpass
 import secrets
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ioc_api import broker_accounts
 from ioc_api.security import ROLES, digest, hash_password
 from ioc_core.settings import get_settings
 
@@ -27,8 +39,8 @@ def _connect() -> psycopg.Connection:
 
 def _audit(conn: psycopg.Connection, action: str, target: str, details: dict) -> None:
     conn.execute(
-        "INSERT INTO audit_log (actor, action, target, details) VALUES ('cli', %s, %s, %s)",
-        (action, target, Jsonb(details)),
+        "INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
+        (f"cli:{getpass.getuser()}", action, target, Jsonb(details)),
     )
 
 
@@ -87,8 +99,8 @@ def main() -> None:
     create.add_argument("--units", default="", help="comma-separated unit ids (ward operators)")
     create.add_argument("--no-password", action="store_true", help="a service account: tokens only")
     user.add_parser("list")
-    disable = user.add_parser("disable")
-    disable.add_argument("username")
+    user.add_parser("disable").add_argument("username")
+    user.add_parser("unlock").add_argument("username")
     token = sub.add_parser("token").add_subparsers(dest="action", required=True)
     tcreate = token.add_parser("create")
     tcreate.add_argument("username")
@@ -97,7 +109,20 @@ def main() -> None:
     revoke = token.add_parser("revoke")
     revoke.add_argument("token_id", type=int)
     sub.add_parser("bootstrap")
+    mqtt = sub.add_parser("mqtt").add_subparsers(dest="action", required=True)
+    for kind in ("device", "gateway", "service"):
+        mqtt.add_parser(kind).add_argument("username")
+    mqtt.add_parser("revoke").add_argument("username")
+    mqtt.add_parser("list")
+    mqtt.add_parser("sync")
+    mqtt.add_parser("bootstrap").add_argument("--env-file", type=Path, required=True)
     args = parser.parse_args()
+    if args.what == "mqtt":
+        try:
+            _mqtt(args)
+        except broker_accounts.AccountError as exc:
+            raise SystemExit(str(exc)) from None
+        return
 
     with _connect() as conn:
         match args.what, getattr(args, "action", None):
@@ -111,6 +136,11 @@ def main() -> None:
             case "user", "disable":
                 conn.execute("UPDATE users SET disabled = true WHERE username = %s", (args.username,))
                 _audit(conn, "user.disable", args.username, {})
+            case "user", "unlock":
+                conn.execute(
+                    "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = %s", (args.username,)
+                )
+                _audit(conn, "user.unlock", args.username, {})
             case "token", "create":
                 print(create_token(conn, args.username, args.name, args.days))
             case "token", "revoke":
@@ -122,6 +152,40 @@ def main() -> None:
                 password = secrets.token_urlsafe(12)
                 create_user(conn, "admin", "admin", [], password)
                 print(f"  First start: user 'admin' created with password {password} (shown once).")
+
+
+def _mqtt(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    with _connect() as conn:
+        match args.action:
+            case "device" | "gateway" | "service":
+                with conn.transaction():
+                    password = broker_accounts.issue(conn, args.username, args.action)
+                    _audit(conn, f"broker.{args.action}", args.username, {})
+                broker_accounts.sync(conn, settings.broker_dir)
+                if args.action == "service":
+                    print(broker_accounts.service_url(settings.mqtt_url, args.username, password))
+                else:
+                    print(password)
+            case "revoke":
+                with conn.transaction():
+                    broker_accounts.revoke(conn, args.username)
+                    _audit(conn, "broker.revoke", args.username, {})
+                broker_accounts.sync(conn, settings.broker_dir)
+            case "list":
+                for row in conn.execute(
+                    "SELECT username, kind, rotated_at FROM broker_accounts ORDER BY kind, username"
+                ):
+                    print(*row, sep="\t")
+            case "sync":
+                reloaded = broker_accounts.sync(conn, settings.broker_dir)
+                print(f"broker files written to {settings.broker_dir}" + (", broker reloaded" if reloaded else ""))
+            case "bootstrap":
+                with conn.transaction():
+                    changed = broker_accounts.bootstrap_services(conn, args.env_file, settings.mqtt_url)
+                    if changed:
+                        _audit(conn, "broker.bootstrap", ",".join(changed), {})
+                broker_accounts.sync(conn, settings.broker_dir)
 
 
 if __name__ == "__main__":

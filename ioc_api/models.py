@@ -13,8 +13,8 @@ METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
 
 class Login(BaseModel):
-    username: str = Field(examples=["hai-chau-room"])
-    password: str = Field(examples=["correct horse battery staple"])
+    username: str = Field(max_length=200, examples=["hai-chau-room"])
+    password: str = Field(max_length=1024, examples=["correct horse battery staple"])  # hashing is costly
 
 
 class TokenOut(BaseModel):
@@ -23,6 +23,30 @@ class TokenOut(BaseModel):
     expires_in: int = Field(description="Seconds.")
     role: str
     units: list[str] | None = Field(description="The units this token may see; null: every unit.")
+
+
+class TokenInfo(BaseModel):
+    id: int
+    username: str
+    kind: Literal["session", "service"]
+    name: str | None
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class AuditEntry(BaseModel):
+    id: int
+    time: datetime
+    actor: str = Field(description="Who: a username, `cli:<system user>`, or `address:<ip>` for a lockout.")
+    action: str = Field(examples=["alert.acknowledged", "rule.update", "token.revoke"])
+    target: str | None
+    details: dict
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next: int | None = Field(description="Pass as `before` for the next (older) page; null: no more.")
 
 
 class MetricSpec(BaseModel):

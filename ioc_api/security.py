@@ -41,6 +41,7 @@ class Principal:
     username: str
     role: str
     scope: frozenset[str] | None  # the units a ward operator may see; None: every unit
+    token_id: int | None = None  # the token of this request
 
     def sees(self, unit_id: str | None) -> bool:
         return self.scope is None or unit_id in self.scope
@@ -62,12 +63,12 @@ async def issue_token(conn: AsyncConnection, user_id: int, kind: str, lifetime: 
 
 async def principal_for(conn: AsyncConnection, token: str) -> Principal | None:
     cur = await conn.execute(
-        "SELECT u.id, u.username, u.role, u.units FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        "SELECT u.id, u.username, u.role, u.units, t.id FROM api_tokens t JOIN users u ON u.id = t.user_id"
         " WHERE t.digest = %s AND t.revoked_at IS NULL AND t.expires_at > now() AND NOT u.disabled",
         (digest(token),),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    user_id, username, role, units = row
-    return Principal(user_id, username, role, frozenset(units) if role == "ward_operator" else None)
+    user_id, username, role, units, token_id = row
+    return Principal(user_id, username, role, frozenset(units) if role == "ward_operator" else None, token_id)

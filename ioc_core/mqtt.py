@@ -22,7 +22,9 @@ def parse_url(url: str) -> BrokerAddress:
     return BrokerAddress(parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password)
 
 
-def make_client(url: str, client_id: str, *, manual_ack: bool = False) -> tuple[paho.Client, BrokerAddress]:
+def make_client(
+    url: str, client_id: str, *, manual_ack: bool = False, clean_session: bool = False
+) -> tuple[paho.Client, BrokerAddress]:
     """A paho client that keeps a persistent session, for consumers that must lose nothing.
 
     MQTT 3.1.1 with ``clean_session=False``: the broker keeps the subscriptions and queued QoS 1
@@ -34,7 +36,7 @@ def make_client(url: str, client_id: str, *, manual_ack: bool = False) -> tuple[
         paho.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=paho.MQTTv311,
-        clean_session=False,
+        clean_session=clean_session,
         manual_ack=manual_ack,
     )
     if address.username:

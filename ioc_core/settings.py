@@ -17,6 +17,10 @@ class Settings(BaseSettings):
 
     database_url: str = Field("postgresql://ioc:ioc@127.0.0.1:5433/ioc", description="TimescaleDB connection URL.")
     mqtt_url: str = Field("mqtt://127.0.0.1:1884", description="Broker URL: mqtt://[user:password@]host:port.")
+    broker_dir: Path = Field(
+        REPO_ROOT / "var" / "mosquitto",
+        description="The project broker's state: the password and ACL files the CLI writes, and its pid file.",
+    )
     api_host: str = Field("127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(8080, description="Port the API listens on.")
     api_send_buffer_bytes: int = Field(
@@ -29,6 +33,14 @@ class Settings(BaseSettings):
         1.0, ge=0, description="How long a /latest body is shared by callers of the same scope (0: never)."
     )
     session_hours: float = Field(12, gt=0, description="Lifetime of a login's token (a shift).")
+    login_max_failures: int = Field(5, ge=1, description="Failed logins in a row that lock an account.")
+    login_lockout_minutes: float = Field(15, gt=0, description="How long a locked account stays locked.")
+    login_attempts_per_minute: int = Field(
+        10, ge=1, description="Login attempts one client address may make per minute (on each API node)."
+    )
+    cors_origins: list[str] = Field(
+        [], description="Web origins allowed to call the API from a browser (JSON list); none by default."
+    )
     screen_tile_url: str | None = Field(
         None, description="A tile server for the screen's base map ({z}/{x}/{y}); none: units and boundary only."
     )
@@ -61,6 +73,13 @@ class Settings(BaseSettings):
 
     ingest_client_id_prefix: str = Field(
         "ioc-ingest", description="Worker N connects as PREFIX-N: a fixed id keeps its persistent session."
+    )
+    ingest_workers: int = Field(
+        1,
+        ge=1,
+        description="How many ingest workers share the stream. One subscribes plainly, which a broker restart"
+        " keeps; more share an MQTT 5 shared subscription ($share/ingest), which Mosquitto 2.0 forgets on a"
+        " restart until each worker is back (messages in between have no subscriber).",
     )
     ingest_batch_size: int = Field(10000, gt=0, description="Rows that trigger a flush.")
     ingest_batch_max_age_ms: int = Field(100, gt=0, description="Oldest row age that triggers a flush.")

@@ -59,7 +59,7 @@ def service_env(database_url: str, broker: Broker, snapshot_dir) -> dict[str, st
     return {
         "IOC_SNAPSHOT_DIR": str(snapshot_dir),
         "IOC_DATABASE_URL": database_url,
-        "IOC_MQTT_URL": broker.url,
+        "IOC_MQTT_URL": broker.url_for("ingest"),
         "IOC_LOG_LEVEL": "INFO",
         "IOC_INGEST_METRICS_PORT": str(free_port()),
         "IOC_LIVE_DIGEST_INTERVAL_S": "0.2",
@@ -99,9 +99,11 @@ def ingest(service_env: dict[str, str]) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
-def api(service_env: dict[str, str]) -> Iterator[Service]:
+def api(service_env: dict[str, str], broker: Broker) -> Iterator[Service]:
     port = free_port()
-    service = Service("ioc_api", {**service_env, "IOC_API_PORT": str(port)}).start()
+    service = Service(
+        "ioc_api", {**service_env, "IOC_API_PORT": str(port), "IOC_MQTT_URL": broker.url_for("api")}
+    ).start()
     service.port = port  # type: ignore[attr-defined]
 
     def healthy() -> bool:

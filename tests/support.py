@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import paho.mqtt.client as paho
 
+from ioc_core import broker_files
 from ioc_core.settings import REPO_ROOT
 
 
@@ -43,21 +44,36 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-class Broker:
-    """A private Mosquitto with the project's config, on its own port and state directory."""
+def service_password(username: str) -> str:
+    """The password of a service account on a test broker (ioc-ingest: test-ingest)."""
+    return "test-" + username.removeprefix("ioc-")
 
-    def __init__(self) -> None:
+
+def login(client: paho.Client, service: str) -> None:
+    client.username_pw_set(f"ioc-{service}", service_password(f"ioc-{service}"))
+
+
+class Broker:
+    """A private Mosquitto with the project's config, ACL and service accounts (passwords from
+    ``service_password``), on its own port and state directory; with ``device_tls``, also the
+    devices' TLS listener on ``device_port``."""
+
+    def __init__(self, device_tls: bool = False) -> None:
         self.port = free_port()
+        self.device_port = free_port() if device_tls else None
         self.state_dir = Path(tempfile.mkdtemp(prefix="ioc-broker-"))
         self.process: subprocess.Popen | None = None
+        accounts = {u: broker_files.hash_password(service_password(u)) for u in broker_files.service_usernames()}
+        broker_files.write_broker_files(self.state_dir, accounts, [])
 
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+    def url_for(self, service: str) -> str:
+        """The URL a service connects with: ``ingest``, ``api``, ``vision``, ``simulator``, ``monitor``."""
+        return f"mqtt://ioc-{service}:{service_password('ioc-' + service)}@127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        ports = [str(self.port)] + ([str(self.device_port)] if self.device_port else [])
         self.process = subprocess.Popen(
-            [str(REPO_ROOT / "ops" / "broker.sh"), str(self.state_dir), str(self.port)],
+            [str(REPO_ROOT / "ops" / "broker.sh"), str(self.state_dir), *ports],
             stdout=open(self.state_dir.parent / f"{self.state_dir.name}.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
@@ -111,9 +127,11 @@ def as_(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def publisher(url_port: int, client_id: str = "") -> paho.Client:
-    """A connected paho client for publishing test traffic at QoS 1."""
+def publisher(url_port: int, client_id: str = "", account: str = "simulator") -> paho.Client:
+    """A connected paho client for publishing test traffic at QoS 1: as the simulator (which may
+    speak for any device) or, for live topics, as ``ingest``."""
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    login(client, account)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", url_port)
@@ -134,11 +152,13 @@ def publish_all(client: paho.Client, messages: list[tuple[str, bytes]], qos: int
 
 
 class Collector:
-    """A subscriber that keeps every message it receives: ``(topic, payload)``."""
+    """A subscriber that keeps every message it receives: ``(topic, payload)``; as the monitor
+    account, which reads everything."""
 
     def __init__(self, port: int, topic: str):
         self.messages: list[tuple[str, bytes]] = []
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        login(self.client, "monitor")
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload))
         subscribed = []
         self.client.on_subscribe = lambda *args: subscribed.append(True)

@@ -49,9 +49,26 @@ def screen_data(database_url: str, ingest: Service, tokens: dict[str, str]) -> N
     time.sleep(1.2)  # ingest's registry and rules refresh every 0.5 s in tests
 
 
+csp_violations: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def within_the_content_security_policy() -> Iterator[None]:
+    """The screen works under its own policy: the browser reported nothing it blocked."""
+    csp_violations.clear()
+    yield
+    assert csp_violations == []
+
+
+def on_console(message) -> None:
+    print("console:", message.type, message.text)
+    if "Content Security Policy" in message.text:
+        csp_violations.append(message.text)
+
+
 def open_screen(browser: Browser, api: Service, who: str) -> Page:
     page = browser.new_context(viewport={"width": 1600, "height": 900}).new_page()
-    page.on("console", lambda m: print("console:", m.type, m.text))
+    page.on("console", on_console)
     page.on("pageerror", lambda e: print("pageerror:", e))
     page.on("response", lambda r: r.status >= 400 and print("http:", r.status, r.url))
     page.goto(f"http://127.0.0.1:{api.port}/")

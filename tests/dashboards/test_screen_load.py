@@ -30,13 +30,17 @@ TRACE = REPO_ROOT / "docs" / "screenshots" / "wall-trace.json"
 def stack() -> Iterator[tuple[str, int, str]]:
     with scratch_stack("ioc_screen") as (url, broker):
         metrics, port = free_port(), free_port()
-        env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url, "IOC_INGEST_METRICS_PORT": str(metrics)}
+        env = {
+            "IOC_DATABASE_URL": url,
+            "IOC_MQTT_URL": broker.url_for("ingest"),
+            "IOC_INGEST_METRICS_PORT": str(metrics),
+        }
         ingest = start_ingest(env)
-        api = Service("ioc_api", {**env, "IOC_API_PORT": str(port)}).start()
+        api = Service("ioc_api", {**env, "IOC_MQTT_URL": broker.url_for("api"), "IOC_API_PORT": str(port)}).start()
         try:
             with psycopg.connect(url, autocommit=True) as db:
                 create_user(db, "wall", "city_operator", [], "pw-wall")
-            yield url, port, broker.url
+            yield url, port, broker.url_for("simulator")
         finally:
             api.stop()
             ingest.stop()

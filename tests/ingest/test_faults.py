@@ -60,7 +60,7 @@ def start_worker(env: dict[str, str], broker: Broker, worker: int = 1) -> tuple[
     port = free_port()
     service = Service(
         "ingest",
-        {**env, "IOC_MQTT_URL": broker.url, "IOC_INGEST_METRICS_PORT": str(port - worker + 1)},
+        {**env, "IOC_MQTT_URL": broker.url_for("ingest"), "IOC_INGEST_METRICS_PORT": str(port - worker + 1)},
         "--worker",
         str(worker),
     ).start()
@@ -130,8 +130,9 @@ def _messages_taken(port: int) -> float:
 def test_two_workers_share_the_stream_and_store_each_message_once(
     own_broker: Broker, service_env: dict[str, str], database_url: str
 ) -> None:
-    first, first_port = start_worker(service_env, own_broker, worker=1)
-    second, second_port = start_worker(service_env, own_broker, worker=2)
+    env = {**service_env, "IOC_INGEST_WORKERS": "2"}
+    first, first_port = start_worker(env, own_broker, worker=1)
+    second, second_port = start_worker(env, own_broker, worker=2)
     publish_in_background(own_broker, load("share", 10_000)).join(120)
     wait_until(lambda: stored(database_url, "share")[0] >= 10_000, timeout=60, what="every message stored")
     taken = (_messages_taken(first_port), _messages_taken(second_port))
@@ -144,13 +145,14 @@ def test_two_workers_share_the_stream_and_store_each_message_once(
 def test_a_retired_worker_leaves_no_share_behind(
     own_broker: Broker, service_env: dict[str, str], database_url: str
 ) -> None:
-    first, _ = start_worker(service_env, own_broker, worker=1)
-    second, second_port = start_worker(service_env, own_broker, worker=2)
+    env = {**service_env, "IOC_INGEST_WORKERS": "2"}
+    first, _ = start_worker(env, own_broker, worker=1)
+    second, second_port = start_worker(env, own_broker, worker=2)
     publish_in_background(own_broker, load("retire-a", 5_000)).join(120)
     second.stop()  # away, its session still holds a share of whatever comes next
     retiring = Service(
         "ingest",
-        {**service_env, "IOC_MQTT_URL": own_broker.url, "IOC_INGEST_METRICS_PORT": str(second_port - 1)},
+        {**env, "IOC_MQTT_URL": own_broker.url_for("ingest"), "IOC_INGEST_METRICS_PORT": str(second_port - 1)},
         "--worker",
         "2",
         "--retire",

@@ -162,7 +162,7 @@ async def test_a_stalled_client_is_closed_4008_and_the_others_keep_up(
     stalled.send({"type": "auth", "token": tokens["city"]})
     stalled.send({"type": "subscribe", "values": False, "kinds": ["test."]})
     reader = await connect(api, tokens["city"], values=False, kinds=["test."])
-    client = publisher(broker.port)
+    client = publisher(broker.port, account="ingest")
     pad = "x" * 2_000
     flood = [
         (

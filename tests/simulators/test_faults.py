@@ -102,7 +102,7 @@ def test_a_faulty_city_through_ingest_stores_each_valid_reading_once_and_dead_le
     rates = FaultRates(dropout=0.05, duplicate=0.05, late=0.05, late_s=120, malformed=0.03, gateway=0.3, stuck=0.1)
     faults = Faults(rates, seed=9)
     sent: list[tuple[str, bytes]] = []
-    publisher = Publisher(broker.url, "test-faulty-city")
+    publisher = Publisher(broker.url_for("simulator"), "test-faulty-city")
 
     def send(messages: list[tuple[str, bytes]]) -> None:
         sent.extend(messages)

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,28 +16,44 @@ from simulators.recording import export_readings, record_mqtt, replay_file, shif
 from tests.support import Broker, Collector, publish_all, publisher, wait_until
 
 
-def test_traffic_recorded_then_replayed_at_10x_keeps_its_rhythm_and_can_end_now(broker: Broker, tmp_path: Path) -> None:
+@pytest.fixture
+def quiet_broker() -> Iterator[Broker]:
+    """A broker of its own: no ingest stores what the recording test sends."""
+    broker = Broker()
+    broker.start()
+    yield broker
+    broker.remove()
+
+
+def test_traffic_recorded_then_replayed_at_10x_keeps_its_rhythm_and_can_end_now(
+    quiet_broker: Broker, tmp_path: Path
+) -> None:
+    broker = quiet_broker
     out = tmp_path / "rec.jsonl"
     stop = threading.Event()
-    recorder = threading.Thread(target=record_mqtt, args=(broker.url, "rec/#", out, 30, stop))
+    recorder = threading.Thread(
+        target=record_mqtt, args=(broker.url_for("simulator"), "ioc/v1/sensors/#", out, 30, stop)
+    )
     recorder.start()
     time.sleep(0.5)  # subscribed
     client = publisher(broker.port)
     base = int(time.time() * 1000)
     for i in range(5):  # five messages, 0.4 s apart
-        publish_all(client, [(f"rec/s-{i}", orjson.dumps({"ts": base + i * 400, "values": {"x": i}}))])
+        publish_all(
+            client, [(f"ioc/v1/sensors/s-{i}/readings", orjson.dumps({"ts": base + i * 400, "values": {"x": i}}))]
+        )
         time.sleep(0.4)
     time.sleep(0.3)
     stop.set()
     recorder.join()
     client.disconnect()
     lines = [orjson.loads(line) for line in out.read_bytes().splitlines()]
-    assert [line["topic"] for line in lines] == [f"rec/s-{i}" for i in range(5)]
+    assert [line["topic"] for line in lines] == [f"ioc/v1/sensors/s-{i}/readings" for i in range(5)]
     assert 1.4 < lines[-1]["at"] - lines[0]["at"] < 2.5
 
-    collector = Collector(broker.port, "rec/#")
+    collector = Collector(broker.port, "ioc/v1/sensors/#")
     started = time.monotonic()
-    stats = replay_file(broker.url, out, 10, True, threading.Event())
+    stats = replay_file(broker.url_for("simulator"), out, 10, True, threading.Event())
     wait_until(lambda: len(collector.messages) == 5, what="the replayed messages")
     assert stats.messages == 5 and time.monotonic() - started < 1.5  # 1.6 s of traffic in a tenth of it
     ts = [orjson.loads(p)["ts"] for _, p in collector.messages]
@@ -75,7 +92,7 @@ def test_a_window_of_stored_readings_exports_as_one_message_per_sensor_and_time_
     assert [line["at"] - lines[0]["at"] for line in lines] == [0, 60, 60]
 
     collector = Collector(broker.port, "ioc/v1/sensors/+/readings")
-    replay_file(broker.url, out, 1000, True, threading.Event())  # a minute in 60 ms, moved to end now
+    replay_file(broker.url_for("simulator"), out, 1000, True, threading.Event())  # a minute in 60 ms, moved to end now
     wait_until(lambda: len([t for t, _ in collector.messages if "/exp-" in t]) == 3, what="the export replayed")
     last = datetime.fromisoformat(orjson.loads([p for t, p in collector.messages if "/exp-" in t][-1])["ts"])
     assert abs((last - datetime.now(UTC)).total_seconds()) < 2

@@ -25,7 +25,7 @@ def scenario_env() -> Iterator[Settings]:
         port = free_port()
         env = {
             "IOC_DATABASE_URL": url,
-            "IOC_MQTT_URL": broker.url,
+            "IOC_MQTT_URL": broker.url_for("ingest"),
             "IOC_INGEST_METRICS_PORT": str(port),
             "IOC_ALERT_CLOCK": "data",
             "IOC_ALERT_CHECK_S": "0.25",
@@ -34,7 +34,7 @@ def scenario_env() -> Iterator[Settings]:
         }
         ingest = start_ingest(env)
         try:
-            yield Settings(database_url=url, mqtt_url=broker.url)
+            yield Settings(database_url=url, mqtt_url=broker.url_for("simulator"))
         finally:
             ingest.stop()
 

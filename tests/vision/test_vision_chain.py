@@ -60,13 +60,17 @@ def test_highway_crossings_by_direction_reach_the_database_and_congestion_raises
     )
     time.sleep(1)  # ingest's registry (refreshed every 0.5 s in tests) learns of the camera
     settings = Settings(
-        mqtt_url=broker.url, snapshot_dir=snapshot_dir, vision_counts_interval_s=5, vision_confidence=0.2
+        mqtt_url=broker.url_for("vision"), snapshot_dir=snapshot_dir, vision_counts_interval_s=5, vision_confidence=0.2
     )
     (spec,) = registered_cameras(Settings(database_url=database_url, vision_shard=(0, 1))).values()
     assert spec == CameraSpec("cam-hw", video + "?realtime=0&loop=0", analytics)
 
     worker = Worker(settings, detector)
-    worker.add(CameraRun(spec, FastFileSource(video, 5), CameraLink(broker.url, "cam-hw", "vision-test"), settings))
+    worker.add(
+        CameraRun(
+            spec, FastFileSource(video, 5), CameraLink(broker.url_for("vision"), "cam-hw", "vision-test"), settings
+        )
+    )
     while worker.cameras:  # the file read once, as fast as it goes; its last counts are sent as it ends
         worker.step()
 
@@ -132,7 +136,7 @@ def test_the_service_follows_the_registry_and_cameras_report_their_status(
     server = MjpegServer({"cw": video}, port=free_port()).start()
     settings = Settings(
         database_url=database_url,
-        mqtt_url=broker.url,
+        mqtt_url=broker.url_for("vision"),
         snapshot_dir=snapshot_dir,
         vision_engine="onnx",
         vision_model=MODEL,

@@ -1,0 +1,94 @@
+"""The broker's accounts, kept in the database and written to Mosquitto's files on every change.
+
+A device's username is its registry id: the ACL lets it publish its own readings and status and
+read nothing. Services have one account each. Passwords are shown once and stored only as
+Mosquitto's hash, so the files can be rewritten (or a new broker node given them) at any time.
+"""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+from ioc_core import broker_files
+
+
+class AccountError(ValueError):
+    """A request the CLI refuses, with the reason."""
+
+
+def sync(conn: psycopg.Connection, broker_dir: Path) -> bool:
+    """Rewrite the password and ACL files from the table and make the broker reread them."""
+    rows = conn.execute("SELECT username, kind, password_hash FROM broker_accounts").fetchall()
+    accounts = {username: password_hash for username, _, password_hash in rows}
+    gateways = [username for username, kind, _ in rows if kind == "gateway"]
+    broker_files.write_broker_files(broker_dir, accounts, gateways)
+    return broker_files.reload_broker(broker_dir)
+
+
+def _store(conn: psycopg.Connection, username: str, kind: str, password: str) -> None:
+    conn.execute(
+        "INSERT INTO broker_accounts (username, kind, password_hash) VALUES (%s, %s, %s)"
+        " ON CONFLICT (username) DO UPDATE SET kind = excluded.kind, password_hash = excluded.password_hash,"
+        " rotated_at = now()",
+        (username, kind, broker_files.hash_password(password)),
+    )
+
+
+def issue(conn: psycopg.Connection, username: str, kind: str) -> str:
+    """A new password for a device, gateway or service (replacing any earlier one): shown once."""
+    services = broker_files.service_usernames()
+    if kind == "service" and username not in services:
+        raise AccountError(f"no service {username!r}: the ACL names {', '.join(services)}")
+    if kind != "service" and username in services:
+        raise AccountError(f"{username!r} is a service account")
+    if (
+        kind == "device"
+        and not conn.execute(
+            "SELECT 1 FROM sensors WHERE id = %(id)s AND registered UNION ALL SELECT 1 FROM cameras WHERE id = %(id)s",
+            {"id": username},
+        ).fetchone()
+    ):
+        raise AccountError(f"no registered sensor or camera {username!r}: register it first")
+    password = broker_files.new_password()
+    _store(conn, username, kind, password)
+    return password
+
+
+def revoke(conn: psycopg.Connection, username: str) -> None:
+    if conn.execute("DELETE FROM broker_accounts WHERE username = %s RETURNING 1", (username,)).fetchone() is None:
+        raise AccountError(f"no broker account {username!r}")
+
+
+def service_url(base_url: str, username: str, password: str) -> str:
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{username}:{password}@{parts.hostname}:{parts.port or 1883}"
+
+
+def bootstrap_services(conn: psycopg.Connection, env_file: Path, base_url: str) -> list[str]:
+    """Every service account exists and ``env_file`` holds its URL (``IOC_MQTT_URL_INGEST=...``).
+
+    Idempotent: passwords already in the file are kept (and stored again if the database was
+    replaced), so restarting the system changes nothing. Returns the accounts made or restored.
+    """
+    known: dict[str, str] = {}
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            name, _, url = line.partition("=")
+            password = urlsplit(url).password
+            if password:
+                known[name] = password
+    changed, lines = [], []
+    for username in broker_files.service_usernames():
+        variable = "IOC_MQTT_URL_" + username.removeprefix("ioc-").upper()
+        password = known.get(variable)
+        row = conn.execute("SELECT password_hash FROM broker_accounts WHERE username = %s", (username,)).fetchone()
+        if password is None or row is None or not broker_files.verify_password(row[0], password):
+            password = password or broker_files.new_password()
+            _store(conn, username, "service", password)
+            changed.append(username)
+        lines.append(f"{variable}={service_url(base_url, username, password)}\n")
+    env_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(lines))
+    return changed
