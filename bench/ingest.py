@@ -55,7 +55,8 @@ def gateway_messages(n: int, tag: str) -> tuple[list[tuple[str, bytes]], list[tu
             sensor = f"{tag}-{(m * 100 + k) % SENSORS}"
             items.append({"sensor_id": sensor, "ts": ts.isoformat(), "values": {"pm25": k}})
             rows.append((ts, f"copy-{sensor}", "pm25", float(k)))
-        messages.append((f"ioc/v1/gateways/gw-{m % 50}/readings", orjson.dumps(items)))
+        # each block of 100 sensors behind a gateway of its own: a sensor speaks through one gateway
+        messages.append((f"ioc/v1/gateways/gw-{m * 100 % SENSORS // 100}/readings", orjson.dumps(items)))
     return messages, rows
 
 

@@ -23,7 +23,7 @@ import websockets
 from bench.scratch import scratch_stack
 from ioc_api.cli import create_token, create_user
 from ioc_core import topics
-from tests.support import Broker, Service, StalledClient, free_port, publisher, wait_until
+from tests.support import Broker, StalledClient, publisher, start_api
 
 
 def client_plan(n: int, city_share: float, units: list[str], seed: int = 7) -> list[list[str] | None]:
@@ -155,17 +155,10 @@ def main() -> None:
                 units = [r[0] for r in conn.execute("SELECT id FROM units WHERE kind <> 'city' ORDER BY id")]
                 create_user(conn, "bench-city", "city_operator", [], None)
                 token = create_token(conn, "bench-city", "bench", 1)
-            port = free_port()
-            api = Service(
-                "ioc_api",
-                {
-                    "IOC_DATABASE_URL": url,
-                    "IOC_MQTT_URL": broker.url_for("api"),
-                    "IOC_API_PORT": str(port),
-                    "IOC_LOG_LEVEL": "WARNING",
-                },
-            ).start()
-            wait_until(lambda: port_answers(port), timeout=30, what="the API")
+            api = start_api(
+                {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url_for("api"), "IOC_LOG_LEVEL": "WARNING"}
+            )
+            port = api.port
             print(
                 f"live benchmark: {args.clients} clients ({args.city_share:.0%} on every unit, the rest on 1-3 units),"
                 f" {args.events} events/s, {args.values} values/s, {args.seconds:.0f} s"
@@ -187,15 +180,6 @@ def main() -> None:
         finally:
             if api is not None:
                 api.stop()
-
-
-def port_answers(port: int) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/api/v1/units", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

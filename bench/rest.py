@@ -32,7 +32,7 @@ from ioc_api.cli import create_token, create_user
 
 # The route's own SQL, imported rather than copied, so the baseline stays the query the API runs.
 from ioc_api.routes.readings import _LATEST, _SOURCES, choose_source
-from tests.support import Broker, Service, free_port, wait_until
+from tests.support import Broker, start_api, wait_until
 
 BENCH_USER = "bench-city"
 WARMUP = 5
@@ -307,25 +307,6 @@ def database_summary(url: str) -> str:
 # ---------------------------------------------------------------------------------------------- the API
 
 
-def start_api(url: str, mqtt_url: str) -> tuple[Service, int]:
-    port = free_port()
-    env = {"IOC_DATABASE_URL": url, "IOC_API_PORT": str(port), "IOC_MQTT_URL": mqtt_url, "IOC_LOG_LEVEL": "WARNING"}
-    service = Service("ioc_api", env).start()
-
-    def answers() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/api/v1/units", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(answers, timeout=30, interval=0.2, what="the API")
-    except TimeoutError:
-        service.stop()
-        raise SystemExit(f"the API did not start; its log:\n{service.log()[-3000:]}") from None
-    return service, port
-
-
 def city_token(url: str) -> str:
     """A token of a city operator, who sees every unit: the widest scope short of an admin."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -512,7 +493,10 @@ def main() -> None:
             )
         print(database_summary(url))
         broker.start()
-        service, port = start_api(url, broker.url_for("api"))
+        service = start_api(
+            {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url_for("api"), "IOC_LOG_LEVEL": "WARNING"}
+        )
+        port = service.port
         token = city_token(url)
         print(f"API on port {port}; measuring {args.requests} requests per query after {WARMUP} warm-up requests")
         results = measure(url, port, token, args.requests, args.seed)

@@ -3,13 +3,13 @@
     .venv/bin/python -m bench.soak [--minutes 30] [--sensors 20000] [--interval 4]
 
 On a scratch database and a private broker it starts ingest, the API, the MJPEG cameras and the
-vision worker (the shared small model, when present), and a simulated city of SENSORS sensors
-reporting every INTERVAL seconds (20,000 / 4 s = 5,000 messages/s). Every minute it records:
-the messages ingest took that minute, the resident memory (RSS) and CPU of every process, and
-three latencies: a probe reading from publish to its row in the database, from publish to the
-live value on a WebSocket screen, and a REST request (GET /api/v1/latest for one unit). It prints
-a line a minute, then the first and last five minutes side by side, and writes every sample to
-var/soak-<time>.json. Not part of CI.
+vision worker (the shared small model, when present; --no-vision leaves them out), and a simulated
+city of SENSORS sensors reporting every INTERVAL seconds (20,000 / 4 s = 5,000 messages/s). Every
+minute it records: the messages ingest took that minute, the resident memory (RSS) and CPU of
+every process, and three latencies: a probe reading from publish to its row in the database, from
+publish to the live value on a WebSocket screen, and a REST request (GET /api/v1/latest for one
+unit). It prints a line a minute, then the first and last five minutes side by side, and writes
+every sample to var/soak-<time>.json. Not part of CI.
 """
 
 import argparse
@@ -31,7 +31,7 @@ from ioc_api.cli import create_token, create_user
 from ioc_core.settings import REPO_ROOT, Settings
 from simulators.city import KINDS
 from tests.conftest import ingest_subscribed
-from tests.support import Broker, Service, free_port, publisher, wait_until
+from tests.support import Broker, Service, free_port, publisher, start_api, wait_until
 
 PROBE = "soak-probe"
 
@@ -118,19 +118,18 @@ def run(args: argparse.Namespace) -> dict:
                 (PROBE,),
             )
         base = {"IOC_DATABASE_URL": url, "IOC_LOG_LEVEL": "WARNING"}
-        ingest_port, api_port, vision_port, camera_port = free_port(), free_port(), free_port(), free_port()
+        ingest_port, vision_port, camera_port = free_port(), free_port(), free_port()
         services: dict[str, Service] = {
             "ingest": Service(
                 "ingest",
                 {**base, "IOC_MQTT_URL": broker.url_for("ingest"), "IOC_INGEST_METRICS_PORT": str(ingest_port)},
             ).start(),
-            "api": Service(
-                "ioc_api", {**base, "IOC_MQTT_URL": broker.url_for("api"), "IOC_API_PORT": str(api_port)}
-            ).start(),
+            "api": start_api({**base, "IOC_MQTT_URL": broker.url_for("api")}),
         }
         wait_until(lambda: ingest_subscribed(ingest_port), timeout=60, what="ingest")
+        api_port = services["api"].port
         model = Settings().shared_dir / "models" / "yolo-fastestv2-coco.onnx"
-        if model.exists():
+        if args.vision and model.exists():
             services["cameras"] = Service("simulators", base, "cameras", "--port", str(camera_port)).start()
             time.sleep(3)  # the cameras are registered
             services["vision"] = Service(
@@ -158,7 +157,6 @@ def run(args: argparse.Namespace) -> dict:
         processes["broker"] = psutil.Process(broker.process.pid)
         for proc in processes.values():
             proc.cpu_percent()
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{api_port}/health").status_code == 200, timeout=60)
         probe = Probe(broker, url, api_port, token)
         samples: list[dict] = []
         taken = messages_taken(ingest_port)
@@ -215,13 +213,13 @@ def summary(result: dict) -> None:
     def pair(values: list[float]) -> str:
         return f"{p(values, 50) or 0:.3f} / {p(values, 95) or 0:.3f}"
 
-    print(f"\n  {'':30} {'first ' + str(k) + ' min':>16} {'last ' + str(k) + ' min':>16}")
-    print(f"  {'messages/s':30} {mean(first, 'msg_per_s'):16,.0f} {mean(last, 'msg_per_s'):16,.0f}")
+    print(f"\n  {'':36} {'first ' + str(k) + ' min':>16} {'last ' + str(k) + ' min':>16}")
+    print(f"  {'messages/s':36} {mean(first, 'msg_per_s'):16,.0f} {mean(last, 'msg_per_s'):16,.0f}")
     for name in first[0]["rss_mib"]:
         before, after, cpu = mean(first, "rss_mib", name), mean(last, "rss_mib", name), mean(last, "cpu_pct", name)
-        print(f"  {'RSS ' + name + ' (MiB)':30} {before:16.1f} {after:16.1f}   CPU {cpu:.0f} %")
+        print(f"  {'RSS ' + name + ' (MiB)':36} {before:16.1f} {after:16.1f}   CPU {cpu:.0f} %")
     for key, label in (("to_db_s", "publish → database"), ("to_screen_s", "publish → screen"), ("rest_s", "REST")):
-        print(f"  {label + ', p50 / p95 (s)':30} {pair(window(first, key)):>16} {pair(window(last, key)):>16}")
+        print(f"  {label + ', p50 / p95 (s)':36} {pair(window(first, key)):>16} {pair(window(last, key)):>16}")
 
 
 def main() -> None:
@@ -229,6 +227,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=30)
     parser.add_argument("--sensors", type=int, default=20_000)
     parser.add_argument("--interval", type=float, default=4.0, help="every sensor's reporting interval, seconds")
+    parser.add_argument(
+        "--no-vision",
+        dest="vision",
+        action="store_false",
+        help="leave out the MJPEG cameras and the vision worker (on 2 cores they take about 80%% of one)",
+    )
     args = parser.parse_args()
     result = run(args)
     out = REPO_ROOT / "var" / f"soak-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"

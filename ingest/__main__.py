@@ -19,6 +19,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = get_settings()
+    if not 1 <= args.worker <= settings.ingest_workers:
+        # A worker the setting does not count would subscribe plainly beside the others and take
+        # every message a second time.
+        parser.error(f"--worker must be from 1 to IOC_INGEST_WORKERS ({settings.ingest_workers})")
     log = setup_logging(settings, "ingest")
     metrics_port = settings.ingest_metrics_port + args.worker - 1
     service = IngestService(settings, worker=args.worker)

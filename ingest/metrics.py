@@ -18,6 +18,9 @@ COMMIT_SECONDS = Histogram(
     "Time to write and commit one batch",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
 )
+STALE = Counter(
+    "ioc_ingest_stale_messages_total", "Messages of an earlier connection, dropped unread: the broker sends them again"
+)
 BACKLOG = Gauge("ioc_ingest_backlog_messages", "Messages received and not yet committed")
 DATABASE_UP = Gauge("ioc_ingest_database_up", "1 while the last write succeeded")
 BROKER_UP = Gauge("ioc_ingest_broker_connected", "1 while connected and subscribed to the broker")

@@ -87,7 +87,7 @@ def _readings_of(sensor_id: Any, obj: Any, received: datetime, limits: Limits, o
     if not isinstance(obj, dict):
         out.rejections.append(Rejection("wrong_type", f"{where}: expected an object, got {type(obj).__name__}"))
         return
-    if not isinstance(sensor_id, str) or not DEVICE_ID.match(sensor_id):
+    if not isinstance(sensor_id, str) or not DEVICE_ID.fullmatch(sensor_id):
         out.rejections.append(Rejection("bad_sensor_id", f"{where}: sensor_id {sensor_id!r} is not valid"))
         return
     try:
@@ -111,7 +111,7 @@ def _readings_of(sensor_id: Any, obj: Any, received: datetime, limits: Limits, o
         return
     ranges = limits.ranges.get(sensor_id, {})
     for metric, value in values.items():
-        if not METRIC_NAME.match(metric):
+        if not METRIC_NAME.fullmatch(metric):
             out.rejections.append(Rejection("bad_metric_name", f"{where}: metric {metric[:64]!r} is not an identifier"))
         elif isinstance(value, bool) or not isinstance(value, int | float):
             out.rejections.append(Rejection("wrong_type", f"{where}: {metric} is {type(value).__name__}, not a number"))
@@ -170,7 +170,7 @@ class Route:
 def route(topic: str) -> Route | None:
     """The route of a v1 topic, or None for a topic this service does not take."""
     levels = topics.split(topic)
-    if len(levels) != 3 or not DEVICE_ID.match(levels[1]):
+    if len(levels) != 3 or not DEVICE_ID.fullmatch(levels[1]):
         return None
     match levels[0], levels[2]:
         case "sensors", "readings":
@@ -232,7 +232,7 @@ def parse_camera_event(camera_id: str, payload: bytes, received: datetime, limit
     if not isinstance(doc, dict):
         return Rejection("wrong_type", f"expected an object, got {type(doc).__name__}")
     event, severity = doc.get("event"), doc.get("severity", "minor")
-    if not isinstance(event, str) or not METRIC_NAME.match(event):
+    if not isinstance(event, str) or not METRIC_NAME.fullmatch(event):
         return Rejection("bad_event", f"'event' {event!r} is not an identifier")
     if severity not in _SEVERITIES:
         return Rejection("bad_event", f"'severity' {severity!r} is not one of {', '.join(_SEVERITIES)}")

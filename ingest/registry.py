@@ -1,5 +1,6 @@
 """The part of the device registry ingest needs, cached in memory and refreshed periodically:
-which sensors exist, their unit (for live digests) and their metrics' valid ranges."""
+which sensors exist, their unit (for live digests), their metrics' valid ranges and the gateway
+that may report for them."""
 
 import psycopg
 
@@ -16,16 +17,18 @@ class RegistryCache(Reloading):
         self.kinds: dict[str, str] = {}  # sensor id -> sensor kind (what rules are scoped by)
         self.ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
         self.locations: dict[str, tuple[float, float]] = {}  # device id -> (lat, lon)
+        self.gateways: dict[str, str] = {}  # sensor id -> the gateway that may report for it
 
     def load(self) -> None:
         units: dict[str, str] = {}
         ranges: dict[str, dict[str, tuple[float | None, float | None]]] = {}
         locations: dict[str, tuple[float, float]] = {}
         kinds: dict[str, str] = {}
+        gateways: dict[str, str] = {}
         with psycopg.connect(self._url, connect_timeout=5) as conn:
-            for device_id, kind, unit_id, lat, lon, metrics in conn.execute(
-                "SELECT id, kind, unit_id, lat, lon, metrics FROM sensors"
-                " UNION ALL SELECT id, 'camera', unit_id, lat, lon, '{}'::jsonb FROM cameras"
+            for device_id, kind, unit_id, lat, lon, metrics, gateway_id in conn.execute(
+                "SELECT id, kind, unit_id, lat, lon, metrics, gateway_id FROM sensors"
+                " UNION ALL SELECT id, 'camera', unit_id, lat, lon, '{}'::jsonb, NULL FROM cameras"
             ):
                 units[device_id] = unit_id or CITY_ID
                 kinds[device_id] = kind
@@ -34,14 +37,19 @@ class RegistryCache(Reloading):
                     ranges[device_id] = bounds
                 if lat is not None and lon is not None:
                     locations[device_id] = (lat, lon)
+                if gateway_id is not None:
+                    gateways[device_id] = gateway_id
         self.units, self.ranges, self.locations, self.kinds = units, ranges, locations, kinds
+        self.gateways = gateways
 
     def is_known(self, device_id: str) -> bool:
         return device_id in self.units
 
-    def remember(self, device_id: str) -> None:
+    def remember(self, device_id: str, gateway_id: str | None = None) -> None:
         """A device registered by ingest itself, known from now on."""
         self.units.setdefault(device_id, CITY_ID)
+        if gateway_id is not None:
+            self.gateways.setdefault(device_id, gateway_id)
 
     def unit_of(self, device_id: str) -> str:
         return self.units.get(device_id, CITY_ID)

@@ -183,7 +183,7 @@ class IngestService:
 
     def _process_one_batch(self) -> None:
         try:
-            first = self._inbox.get(timeout=0.2)
+            first = self._next(0.2)
         except queue.Empty:
             self.registry.refresh_if_due()
             self.rules.refresh_if_due()
@@ -197,7 +197,7 @@ class IngestService:
         while len(batch) < self.settings.ingest_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = self._inbox.get(timeout=remaining) if remaining > 0 else self._inbox.get_nowait()
+                item = self._next(remaining)
             except queue.Empty:
                 break
             received.append(item)
@@ -208,6 +208,17 @@ class IngestService:
             self._acknowledge(received)
             self.digest.add(batch.readings)
             self._publish_events(written.events)
+
+    def _next(self, timeout: float) -> Received:
+        """The next message of the current connection. One an earlier connection delivered is
+        dropped unread: its id is void, and the broker sends it again on this connection (the
+        session is persistent), so storing it now would only do the work twice. Behind a slow
+        database, every reconnection would otherwise add its whole in-flight window again."""
+        while True:
+            item = self._inbox.get(timeout=timeout) if timeout > 0 else self._inbox.get_nowait()
+            if item.generation == self._generation:
+                return item
+            metrics.STALE.inc()
 
     def _add(self, item: Received, batch: Batch, limits: Limits) -> None:
         """Parse one message into the batch: its readings, and a dead letter for what was refused."""
@@ -227,9 +238,11 @@ class IngestService:
             return
         if where.kind == "gateway":
             parsed = parse_gateway_message(payload, item.at, limits)
+            self._hold_to_gateway(parsed, where.device_id)
+            self._admit_devices(parsed, batch, where.device_id)
         else:
             parsed = parse_sensor_message(where.device_id, payload, item.at, limits)
-        self._admit_devices(parsed, batch)
+            self._admit_devices(parsed, batch)
         batch.readings.extend(parsed.readings)
         if parsed.rejections:
             reasons = [str(r) for r in parsed.rejections]
@@ -249,7 +262,7 @@ class IngestService:
                 reason = f"unknown_sensor: device {device_id!r} is not registered"
                 self._dead_letter(batch, item, item.message.payload, [reason], ["unknown_sensor"])
                 return
-            batch.new_sensors.add(device_id)
+            batch.new_sensors.setdefault(device_id, None)
         if isinstance(result, CameraEvent):
             batch.events.append(self._camera_event(result))
         else:
@@ -268,13 +281,29 @@ class IngestService:
             data=e.data,
         )
 
-    def _admit_devices(self, parsed: Parsed, batch: Batch) -> None:
-        """Unknown sensors are registered as unregistered, or refused, as the settings say."""
+    def _hold_to_gateway(self, parsed: Parsed, gateway_id: str) -> None:
+        """A gateway speaks only for the sensors bound to it (or not yet known): another gateway's
+        sensor, or one that reports on its own, is refused, so no gateway passes as any sensor."""
+        wrong = {
+            r.sensor_id
+            for r in parsed.readings
+            if self.registry.is_known(r.sensor_id) and self.registry.gateways.get(r.sensor_id) != gateway_id
+        }
+        for sensor_id in sorted(wrong):
+            parsed.rejections.append(
+                Rejection("wrong_gateway", f"sensor {sensor_id!r} is not bound to gateway {gateway_id!r}")
+            )
+        parsed.readings[:] = [r for r in parsed.readings if r.sensor_id not in wrong]
+
+    def _admit_devices(self, parsed: Parsed, batch: Batch, gateway_id: str | None = None) -> None:
+        """Unknown sensors are registered as unregistered (bound to the gateway they came
+        through), or refused, as the settings say."""
         unknown = {r.sensor_id for r in parsed.readings if not self.registry.is_known(r.sensor_id)}
         if not unknown:
             return
         if self.settings.ingest_unknown_sensors == "accept":
-            batch.new_sensors |= unknown
+            for sensor_id in unknown:
+                batch.new_sensors.setdefault(sensor_id, gateway_id)
             return
         for sensor_id in sorted(unknown):
             parsed.rejections.append(Rejection("unknown_sensor", f"sensor {sensor_id!r} is not registered"))
@@ -316,8 +345,8 @@ class IngestService:
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.ROWS_WRITTEN.inc(written.inserted)
         metrics.DUPLICATES.inc(len(batch.readings) - written.inserted)
-        for sensor_id in batch.new_sensors:
-            self.registry.remember(sensor_id)
+        for sensor_id, gateway_id in batch.new_sensors.items():
+            self.registry.remember(sensor_id, gateway_id)
         return written
 
     def _judge(self, cur: psycopg.Cursor, batch: Batch) -> list[Event]:

@@ -30,7 +30,7 @@ class DeadLetter:
 class Batch:
     readings: list[Reading] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    new_sensors: set[str] = field(default_factory=set)
+    new_sensors: dict[str, str | None] = field(default_factory=dict)  # id -> the gateway it came through
     status_changes: list[StatusChange] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
@@ -95,9 +95,9 @@ class ReadingStore:
         with conn.transaction(), conn.cursor() as cur:
             if batch.new_sensors:
                 cur.executemany(
-                    "INSERT INTO sensors (id, registered, last_seen) VALUES (%s, false, now())"
+                    "INSERT INTO sensors (id, gateway_id, registered, last_seen) VALUES (%s, %s, false, now())"
                     " ON CONFLICT (id) DO NOTHING",
-                    [(s,) for s in sorted(batch.new_sensors)],
+                    sorted(batch.new_sensors.items()),
                 )
             if batch.readings:
                 with cur.copy("COPY readings_stage (time, sensor_id, metric, value) FROM STDIN (FORMAT BINARY)") as cp:

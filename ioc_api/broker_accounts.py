@@ -1,16 +1,23 @@
 """The broker's accounts, kept in the database and written to Mosquitto's files on every change.
 
-A device's username is its registry id: the ACL lets it publish its own readings and status and
-read nothing. Services have one account each. Passwords are shown once and stored only as
-Mosquitto's hash, so the files can be rewritten (or a new broker node given them) at any time.
+A sensor's username is its registry id: the ACL lets it publish its own readings and status and
+read nothing; a gateway also publishes readings for the sensors bound to it. Services have one
+account each. Passwords are shown once and stored only as Mosquitto's hash, so the files can be
+rewritten (or a new broker node given them) at any time.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 
 from ioc_core import broker_files
+
+# What Mosquitto's password file (no ":") and ACL (no "+", "#", "/" or spaces) can name.
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# Any number: serialises rewrites of the broker's files by CLIs run at once.
+_FILES_LOCK = 0x10C_0002
 
 
 class AccountError(ValueError):
@@ -19,10 +26,12 @@ class AccountError(ValueError):
 
 def sync(conn: psycopg.Connection, broker_dir: Path) -> bool:
     """Rewrite the password and ACL files from the table and make the broker reread them."""
-    rows = conn.execute("SELECT username, kind, password_hash FROM broker_accounts").fetchall()
-    accounts = {username: password_hash for username, _, password_hash in rows}
-    gateways = [username for username, kind, _ in rows if kind == "gateway"]
-    broker_files.write_broker_files(broker_dir, accounts, gateways)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_FILES_LOCK,))
+        rows = conn.execute("SELECT username, kind, password_hash FROM broker_accounts").fetchall()
+        accounts = {username: password_hash for username, _, password_hash in rows}
+        gateways = [username for username, kind, _ in rows if kind == "gateway"]
+        broker_files.write_broker_files(broker_dir, accounts, gateways)
     return broker_files.reload_broker(broker_dir)
 
 
@@ -68,8 +77,10 @@ def service_url(base_url: str, username: str, password: str) -> str:
 def bootstrap_services(conn: psycopg.Connection, env_file: Path, base_url: str) -> list[str]:
     """Every service account exists and ``env_file`` holds its URL (``IOC_MQTT_URL_INGEST=...``).
 
-    Idempotent: passwords already in the file are kept (and stored again if the database was
-    replaced), so restarting the system changes nothing. Returns the accounts made or restored.
+    Idempotent: a password in the file that the database knows is kept, and one the database has
+    no account for is stored again (a new database), so restarting changes nothing. Where the
+    database holds another password (``mqtt service`` replaced it), a new one is made for both.
+    Returns the accounts made or changed.
     """
     known: dict[str, str] = {}
     if env_file.exists():
@@ -84,11 +95,13 @@ def bootstrap_services(conn: psycopg.Connection, env_file: Path, base_url: str) 
         password = known.get(variable)
         row = conn.execute("SELECT password_hash FROM broker_accounts WHERE username = %s", (username,)).fetchone()
         if password is None or row is None or not broker_files.verify_password(row[0], password):
-            password = password or broker_files.new_password()
+            if password is None or row is not None:
+                password = broker_files.new_password()
             _store(conn, username, "service", password)
             changed.append(username)
         lines.append(f"{variable}={service_url(base_url, username, password)}\n")
     env_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env_file.touch(mode=0o600)
+    env_file.chmod(0o600)
     env_file.write_text("".join(lines))
     return changed

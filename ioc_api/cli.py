@@ -9,8 +9,8 @@ token revoke TOKEN_ID
 bootstrap                                                       (first admin with a random password)
 
 Broker accounts (each change rewrites Mosquitto's password and ACL files and reloads the broker):
-mqtt device ID          a registered sensor's or camera's password (new or replaced; printed once)
-mqtt gateway ID         a gateway's password: it may publish readings for the sensors it names
+mqtt device ID          a registered sensor's password (new or replaced; printed once)
+mqtt gateway ID         a gateway's password: it publishes readings for the sensors bound to it
 mqtt service NAME       a service's URL with a new password (ioc-ingest, ioc-api, ...)
 mqtt revoke USERNAME    the account is removed and its connections are closed
 mqtt list
@@ -154,6 +154,11 @@ def main() -> None:
                 print(f"  First start: user 'admin' created with password {password} (shown once).")
 
 
+def _sync(conn: psycopg.Connection, broker_dir: Path) -> None:
+    if not broker_accounts.sync(conn, broker_dir):
+        print(f"files written to {broker_dir}; no broker runs from there to reload them", file=sys.stderr)
+
+
 def _mqtt(args: argparse.Namespace) -> None:
     settings = get_settings()
     with _connect() as conn:
@@ -162,7 +167,7 @@ def _mqtt(args: argparse.Namespace) -> None:
                 with conn.transaction():
                     password = broker_accounts.issue(conn, args.username, args.action)
                     _audit(conn, f"broker.{args.action}", args.username, {})
-                broker_accounts.sync(conn, settings.broker_dir)
+                _sync(conn, settings.broker_dir)
                 if args.action == "service":
                     print(broker_accounts.service_url(settings.mqtt_url, args.username, password))
                 else:
@@ -171,21 +176,20 @@ def _mqtt(args: argparse.Namespace) -> None:
                 with conn.transaction():
                     broker_accounts.revoke(conn, args.username)
                     _audit(conn, "broker.revoke", args.username, {})
-                broker_accounts.sync(conn, settings.broker_dir)
+                _sync(conn, settings.broker_dir)
             case "list":
                 for row in conn.execute(
                     "SELECT username, kind, rotated_at FROM broker_accounts ORDER BY kind, username"
                 ):
                     print(*row, sep="\t")
             case "sync":
-                reloaded = broker_accounts.sync(conn, settings.broker_dir)
-                print(f"broker files written to {settings.broker_dir}" + (", broker reloaded" if reloaded else ""))
+                _sync(conn, settings.broker_dir)
             case "bootstrap":
                 with conn.transaction():
                     changed = broker_accounts.bootstrap_services(conn, args.env_file, settings.mqtt_url)
                     if changed:
                         _audit(conn, "broker.bootstrap", ",".join(changed), {})
-                broker_accounts.sync(conn, settings.broker_dir)
+                broker_accounts.sync(conn, settings.broker_dir)  # the broker may not be started yet
 
 
 if __name__ == "__main__":

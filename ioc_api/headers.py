@@ -17,14 +17,14 @@ COMMON = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
 ]
 # The interactive API docs load Swagger UI and ReDoc from a CDN: they keep the common headers only.
-_DOCS = ("/docs", "/redoc")
+_DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc"}
 
 
 def content_security_policy(tile_url: str | None) -> str:
     tiles = ""
-    if tile_url:
-        parts = urlsplit(tile_url)
-        tiles = f" {parts.scheme}://{parts.netloc}"
+    if tile_url:  # Leaflet's {s} subdomains: any subdomain of the tile server
+        parts = urlsplit(tile_url.replace("{s}", "*"))
+        tiles = f" {parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; object-src 'none'; base-uri 'none';"
         f" img-src 'self' data: blob:{tiles}; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
@@ -40,7 +40,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = COMMON if scope["path"].startswith(_DOCS) else self.screen
+        extra = COMMON if scope["path"] in _DOCS else self.screen
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -70,6 +70,12 @@ class SensorIn(BaseModel):
     interval_s: float | None = Field(
         None, gt=0, examples=[60], description="Expected reporting interval: no-data rules wait a multiple of it."
     )
+    gateway_id: str | None = Field(
+        None,
+        pattern=DEVICE_ID_PATTERN,
+        examples=["lora-gw-son-tra"],
+        description="The gateway that reports for it: only that gateway's messages may carry its readings.",
+    )
 
 
 class SensorPatch(BaseModel):
@@ -81,6 +87,7 @@ class SensorPatch(BaseModel):
     unit_id: str | None = None
     metrics: dict[str, MetricSpec] | None = None
     interval_s: float | None = Field(None, gt=0)
+    gateway_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
 
 
 class Sensor(BaseModel):
@@ -92,6 +99,7 @@ class Sensor(BaseModel):
     lon: float | None
     metrics: dict[str, Any]
     interval_s: float | None = None
+    gateway_id: str | None = None
     registered: bool = Field(description="false: seen on the bus, not yet registered by an engineer.")
     status: str
     last_seen: datetime | None

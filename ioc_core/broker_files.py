@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 import signal
+import tempfile
 from pathlib import Path
 
 from ioc_core.settings import REPO_ROOT
@@ -53,9 +54,10 @@ def acl_text(gateways: list[str]) -> str:
 def _replace(path: Path, text: str) -> None:
     """Write beside, then rename: the broker never reads a half-written file. The new file gets
     the owner of its directory (the broker's user when it was started as root)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 600
+    tmp = Path(name)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     owner = path.parent.stat()
     if os.geteuid() == 0:
         os.chown(tmp, owner.st_uid, owner.st_gid)
@@ -78,6 +80,6 @@ def reload_broker(broker_dir: Path) -> bool:
         if Path(f"/proc/{pid}/comm").read_text().strip() != "mosquitto":
             return False
         os.kill(pid, signal.SIGHUP)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
         return False
     return True

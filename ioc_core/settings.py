@@ -33,6 +33,9 @@ class Settings(BaseSettings):
         1.0, ge=0, description="How long a /latest body is shared by callers of the same scope (0: never)."
     )
     session_hours: float = Field(12, gt=0, description="Lifetime of a login's token (a shift).")
+    live_token_recheck_s: float = Field(
+        30, gt=0, description="How often an open WebSocket's token is checked again (revoked, expired, disabled)."
+    )
     login_max_failures: int = Field(5, ge=1, description="Failed logins in a row that lock an account.")
     login_lockout_minutes: float = Field(15, gt=0, description="How long a locked account stays locked.")
     login_attempts_per_minute: int = Field(

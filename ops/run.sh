@@ -7,9 +7,9 @@ export IOC_INGEST_WORKERS=${IOC_INGEST_WORKERS:-1}
 mkdir -p var
 .venv/bin/python -m ioc_core migrate
 .venv/bin/python -m ioc_api.cli bootstrap
-# Each service's own broker account; their URLs (with passwords) stay in a file only root reads.
+# Each service's own broker account; their URLs (with passwords) stay in a file only its owner
+# reads, and each program gets its own (ops/as-service.sh).
 .venv/bin/python -m ioc_api.cli mqtt bootstrap --env-file var/secrets/mqtt.env
-set -a && source var/secrets/mqtt.env && set +a
 # A small simulated city by default (IOC_SIM_SENSORS=0 turns it off), and its camera streams.
 export IOC_SIM_SENSORS=${IOC_SIM_SENSORS:-1000}
 [ "$IOC_SIM_SENSORS" -gt 0 ] && export IOC_SIM_AUTOSTART=true || export IOC_SIM_AUTOSTART=false

@@ -143,6 +143,7 @@ class City:
                         "lat": round(float(g.lat[i]), 6),
                         "lon": round(float(g.lon[i]), 6),
                         "interval_s": g.interval,
+                        "gateway_id": f"gw-{self.units[g.unit[i]].id}",  # its unit's, when it reports through one
                         "metrics": {m: {"min": RANGES[m][0], "max": RANGES[m][1]} for m in KINDS[kind][2]},
                     }
                 )

@@ -61,7 +61,7 @@ def run_city(
     ``step_s`` of sim time at a time. ``extra(t)``: other messages due by sim time t (camera events).
     """
     stop = stop or threading.Event()
-    gateway_of = {d["id"]: f"gw-{d['unit_id']}" for d in city.devices()} if faults.rates.gateway else {}
+    gateway_of = {d["id"]: d["gateway_id"] for d in city.devices()} if faults.rates.gateway else {}
     stats = RunStats()
     started = time.monotonic()
     t = city.start

@@ -12,7 +12,7 @@ import pytest
 from ioc_core.db import migrate
 from ioc_core.settings import Settings
 from ioc_core.units import seed_units
-from tests.support import Broker, Service, free_port, wait_until
+from tests.support import Broker, Service, free_port, start_api, wait_until
 
 ADMIN_URL = os.environ.get("IOC_TEST_ADMIN_URL", "postgresql://ioc:ioc@127.0.0.1:5433/postgres")
 
@@ -44,6 +44,15 @@ def broker() -> Iterator[Broker]:
 
 
 @pytest.fixture
+def own_broker() -> Iterator[Broker]:
+    """A broker for one test: no session ingest takes its messages, no other test sees its faults."""
+    b = Broker()
+    b.start()
+    yield b
+    b.remove()
+
+
+@pytest.fixture
 def db(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
@@ -68,6 +77,7 @@ def service_env(database_url: str, broker: Broker, snapshot_dir) -> dict[str, st
         "IOC_RULES_REFRESH_S": "0.5",
         "IOC_ALERT_CHECK_S": "0.5",
         "IOC_ESCALATION_DEADLINES_S": '{"critical": [2, 4]}',
+        "IOC_LIVE_TOKEN_RECHECK_S": "1",
     }
 
 
@@ -100,19 +110,7 @@ def ingest(service_env: dict[str, str]) -> Iterator[Service]:
 
 @pytest.fixture(scope="session")
 def api(service_env: dict[str, str], broker: Broker) -> Iterator[Service]:
-    port = free_port()
-    service = Service(
-        "ioc_api", {**service_env, "IOC_API_PORT": str(port), "IOC_MQTT_URL": broker.url_for("api")}
-    ).start()
-    service.port = port  # type: ignore[attr-defined]
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(healthy, timeout=20, what="API health")
+    service = start_api({**service_env, "IOC_MQTT_URL": broker.url_for("api")})
     yield service
     service.stop()
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
 import paho.mqtt.client as paho
 
@@ -120,6 +121,27 @@ class Service:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def start_api(env: dict[str, str], port: int | None = None, timeout: float = 30) -> Service:
+    """The API with ``env`` on ``port`` (a free one by default: ``service.port``), once its
+    /health answers 200: database and broker both up."""
+    port = port or free_port()
+    service = Service("ioc_api", {**env, "IOC_API_PORT": str(port)}).start()
+    service.port = port  # type: ignore[attr-defined]
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=timeout, what=f"API health on port {port}")
+    except TimeoutError:
+        service.stop()
+        raise
+    return service
 
 
 def as_(token: str) -> dict[str, str]:

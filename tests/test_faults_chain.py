@@ -24,7 +24,7 @@ import websockets
 
 from ioc_api.cli import create_token, create_user
 from tests.ingest.test_faults import _cluster, start_worker
-from tests.support import Broker, Service, free_port, login, wait_until
+from tests.support import Broker, login, start_api, wait_until
 
 SENSORS = 100
 MESSAGES = 24_000  # at 600 messages/s: 40 s of load
@@ -117,19 +117,6 @@ class Screen(threading.Thread):
                 await asyncio.sleep(0.3)
 
 
-def start_api(env: dict[str, str], broker: Broker, port: int) -> Service:
-    api = Service("ioc_api", {**env, "IOC_API_PORT": str(port), "IOC_MQTT_URL": broker.url_for("api")}).start()
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()["broker"] == "up"
-        except (httpx.HTTPError, ValueError, KeyError):
-            return False
-
-    wait_until(healthy, timeout=30, what="the API, connected to its broker")
-    return api
-
-
 @pytest.fixture
 def chain(service_env: dict[str, str], database_url: str) -> Iterator[dict]:
     """A broker, an ingest worker and an API of their own (the session's are not disturbed, but
@@ -152,8 +139,8 @@ def chain(service_env: dict[str, str], database_url: str) -> Iterator[dict]:
         token = create_token(conn, prefix, "screen", 1)
     time.sleep(1.0)  # ingest rereads its registry and rules every 0.5 s in tests
     ingest, _ = start_worker(service_env, broker)
-    api_port = free_port()
-    api = start_api(service_env, broker, api_port)
+    api = start_api({**service_env, "IOC_MQTT_URL": broker.url_for("api")})
+    api_port = api.port
     parts = {"broker": broker, "ingest": ingest, "api": api, "api_port": api_port, "prefix": prefix, "token": token}
     yield parts
     parts["api"].stop()
@@ -205,7 +192,7 @@ def test_the_chain_loses_and_doubles_nothing_through_kill_and_restarts(
     assert httpx.get(f"{api}/health", timeout=10).json()["database"] == "up"
     at(0.75)
     chain["api"].stop()
-    chain["api"] = start_api(service_env, broker, chain["api_port"])
+    chain["api"] = start_api({**service_env, "IOC_MQTT_URL": broker.url_for("api")}, chain["api_port"])
     load.join(120)
     assert load.sent == MESSAGES
 

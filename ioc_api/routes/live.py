@@ -23,7 +23,7 @@ def _frame(obj: dict) -> str:
     return orjson.dumps(obj).decode()
 
 
-async def _authenticate(ws: WebSocket) -> Principal | None:
+async def _authenticate(ws: WebSocket) -> tuple[Principal, str] | None:
     """A token in the first frame (``{"type": "auth", "token": ...}``) or the ``token`` query."""
     token = ws.query_params.get("token")
     if token is None:
@@ -36,7 +36,23 @@ async def _authenticate(ws: WebSocket) -> Principal | None:
     if not isinstance(token, str):
         return None
     async with ws.app.state.pool.connection() as conn:
-        return await principal_for(conn, token)
+        principal = await principal_for(conn, token)
+    return (principal, token) if principal else None
+
+
+async def _watch_token(ws: WebSocket, token: str) -> None:
+    """A token revoked or expired, or its user disabled, ends the connection within one period."""
+    while True:
+        await asyncio.sleep(ws.app.state.settings.live_token_recheck_s)
+        try:
+            async with ws.app.state.pool.connection() as conn:
+                valid = await principal_for(conn, token) is not None
+        except Exception as exc:  # the database is away: keep the screen live, ask again later
+            log.warning("token not rechecked", extra={"error": repr(exc)})
+            continue
+        if not valid:
+            await ws.close(UNAUTHORIZED, "the token was revoked or has expired")
+            return
 
 
 BATCH_MAX = 200
@@ -137,10 +153,11 @@ async def _replay(ws: WebSocket, client: LiveClient, since: int) -> None:
 @router.websocket("/ws")
 async def live_socket(ws: WebSocket) -> None:
     await ws.accept()
-    principal = await _authenticate(ws)
-    if principal is None:
+    authenticated = await _authenticate(ws)
+    if authenticated is None:
         await ws.close(UNAUTHORIZED, "a valid token is required")
         return
+    principal, token = authenticated
     if principal.role == "public":
         await ws.close(FORBIDDEN, "the public role has no live feed")
         return
@@ -152,6 +169,7 @@ async def live_socket(ws: WebSocket) -> None:
         )
     )
     sender = asyncio.create_task(_send_outbox(ws, client))
+    watcher = asyncio.create_task(_watch_token(ws, token))
     try:
         while True:
             try:
@@ -199,6 +217,7 @@ async def live_socket(ws: WebSocket) -> None:
         pass
     finally:
         hub.remove(client)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+        for task in (sender, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

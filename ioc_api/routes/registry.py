@@ -17,7 +17,7 @@ from ioc_core.camera_config import CameraAnalytics
 
 router = APIRouter(tags=["registry"], responses=PROBLEM_RESPONSES)
 
-_SENSOR = "id, kind, name, unit_id, lat, lon, metrics, interval_s, registered, status, last_seen"
+_SENSOR = "id, kind, name, unit_id, lat, lon, metrics, interval_s, gateway_id, registered, status, last_seen"
 _CAMERA = (
     "id, name, unit_id, lat, lon, stream_url, analytics, status, last_seen,"
     " (SELECT coalesce(json_object_agg(metric, value), '{}') FROM latest WHERE sensor_id = cameras.id) AS counts"
@@ -78,13 +78,13 @@ async def create_sensor(body: SensorIn, db: Db, principal: Engineer) -> Sensor:
     await _check_unit_exists(db, body.unit_id)
     metrics = Jsonb({k: v.model_dump(exclude_none=True) for k, v in body.metrics.items()})
     cur = await db.execute(
-        "INSERT INTO sensors (id, kind, name, lat, lon, unit_id, metrics, interval_s, registered)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true)"
+        "INSERT INTO sensors (id, kind, name, lat, lon, unit_id, metrics, interval_s, gateway_id, registered)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, true)"
         " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, lat = EXCLUDED.lat,"
         " lon = EXCLUDED.lon, unit_id = EXCLUDED.unit_id, metrics = EXCLUDED.metrics,"
-        " interval_s = EXCLUDED.interval_s, registered = true"
+        " interval_s = EXCLUDED.interval_s, gateway_id = EXCLUDED.gateway_id, registered = true"
         " WHERE NOT sensors.registered RETURNING id",
-        (body.id, body.kind, body.name, body.lat, body.lon, body.unit_id, metrics, body.interval_s),
+        (body.id, body.kind, body.name, body.lat, body.lon, body.unit_id, metrics, body.interval_s, body.gateway_id),
     )
     if await cur.fetchone() is None:
         raise Problem(409, f"sensor {body.id!r} is already registered")

@@ -9,27 +9,17 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
 import psycopg
-import pytest
 
 from ioc_core.settings import REPO_ROOT
 from tests.conftest import ingest_subscribed
 from tests.support import Broker, Service, free_port, publish_all, publisher, wait_until
 
 MESSAGES = 20_000
-
-
-@pytest.fixture
-def own_broker() -> Iterator[Broker]:
-    b = Broker()
-    b.start()
-    yield b
-    b.remove()
 
 
 def load(prefix: str, n: int = MESSAGES) -> list[tuple[str, bytes]]:

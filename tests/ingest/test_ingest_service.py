@@ -145,3 +145,33 @@ def test_retention_drops_raw_chunks_past_the_setting(db: psycopg.Connection) -> 
     db.execute("INSERT INTO readings VALUES (now() - interval '400 days', 'old-1', 'pm25', 1)")
     assert drop_expired(db, timedelta(days=90)) >= 1
     assert rows(db, "SELECT 1 FROM readings WHERE sensor_id = 'old-1'") == []
+
+
+def test_a_gateway_speaks_only_for_its_own_sensors(broker: Broker, ingest: Service, db: psycopg.Connection) -> None:
+    db.execute(
+        "INSERT INTO sensors (id, kind, gateway_id) VALUES ('gwb-bound', 'air', 'gw-b1'), ('gwb-own', 'air', NULL)"
+    )
+    let_ingest_see_the_registry()
+    client = publisher(broker.port)
+    items = [{"sensor_id": s, "values": {"pm25": 5}} for s in ("gwb-bound", "gwb-own", "gwb-new")]
+    publish_all(client, [("ioc/v1/gateways/gw-b1/readings", orjson.dumps(items))])
+    wait_until(lambda: rows(db, "SELECT 1 FROM readings WHERE sensor_id = 'gwb-new'"), what="the new sensor's reading")
+    # Another gateway cannot speak for gw-b1's sensors, the one it just learned of included.
+    later = [{"sensor_id": s, "values": {"pm25": 6}} for s in ("gwb-bound", "gwb-new")]
+    publish_all(client, [("ioc/v1/gateways/gw-b2/readings", orjson.dumps(later))])
+    client.disconnect()
+    wait_until(
+        lambda: rows(db, "SELECT 1 FROM dead_letters WHERE topic = 'ioc/v1/gateways/gw-b2/readings'"),
+        what="the other gateway's dead letter",
+    )
+
+    stored = rows(db, "SELECT sensor_id, value FROM readings WHERE sensor_id LIKE 'gwb-%%' ORDER BY sensor_id")
+    assert stored == [("gwb-bound", 5.0), ("gwb-new", 5.0)]
+    assert rows(db, "SELECT gateway_id, registered FROM sensors WHERE id = 'gwb-new'") == [("gw-b1", False)]
+    reasons = dict(rows(db, "SELECT topic, reason FROM dead_letters WHERE topic LIKE 'ioc/v1/gateways/gw-b%%'"))
+    own = "wrong_gateway: sensor 'gwb-own' is not bound to gateway 'gw-b1'"  # it reports on its own topic
+    assert reasons["ioc/v1/gateways/gw-b1/readings"] == own
+    assert reasons["ioc/v1/gateways/gw-b2/readings"] == (
+        "wrong_gateway: sensor 'gwb-bound' is not bound to gateway 'gw-b2'; "
+        "wrong_gateway: sensor 'gwb-new' is not bound to gateway 'gw-b2'"
+    )

@@ -90,7 +90,7 @@ def check(parsed: Parsed, sensor_id: str | None = None) -> None:
     for rejection in parsed.rejections:
         assert rejection.code in CODES and rejection.detail, rejection
     for reading in parsed.readings:
-        assert DEVICE_ID.match(reading.sensor_id) and METRIC_NAME.match(reading.metric)
+        assert DEVICE_ID.fullmatch(reading.sensor_id) and METRIC_NAME.fullmatch(reading.metric)
         assert sensor_id is None or reading.sensor_id == sensor_id
         assert isinstance(reading.value, float) and math.isfinite(reading.value)
         assert RECEIVED - LIMITS.max_age <= reading.time <= RECEIVED + LIMITS.max_future
@@ -129,7 +129,7 @@ def test_a_camera_event_is_an_event_or_a_rejection_with_a_reason(payload: bytes)
     if isinstance(result, Rejection):
         assert result.code in CODES and result.detail
     else:
-        assert isinstance(result, CameraEvent) and METRIC_NAME.match(result.event) and len(result.title) <= 200
+        assert isinstance(result, CameraEvent) and METRIC_NAME.fullmatch(result.event) and len(result.title) <= 200
         assert result.time <= RECEIVED + LIMITS.max_future
 
 
@@ -147,7 +147,7 @@ def test_a_status_message_is_a_change_or_a_rejection_with_a_reason(payload: byte
 @given(st.text(max_size=200) | st.lists(st.text(max_size=30), max_size=6).map("/".join))
 def test_any_topic_is_routed_or_refused_without_raising(topic: str) -> None:
     where = route(topic) or route("ioc/v1/" + topic)
-    assert where is None or DEVICE_ID.match(where.device_id)
+    assert where is None or DEVICE_ID.fullmatch(where.device_id)
 
 
 @FUZZ

@@ -1,6 +1,7 @@
 """The API's defences: login limits and lockout, logout and token revocation, security headers,
 CORS closed unless configured, and an audit entry for every state change, readable by admins."""
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 import websockets
 
 from ioc_api.cli import create_token, create_user
-from tests.support import Broker, Service, as_, free_port, wait_until
+from tests.support import Broker, Service, as_, start_api
 
 ORIGIN = "https://ops.danang.gov.vn"
 
@@ -20,28 +21,17 @@ ORIGIN = "https://ops.danang.gov.vn"
 def strict_api(service_env: dict[str, str], broker: Broker) -> Iterator[str]:
     """An API node with small login limits (lockout after 3 failures, for 3 s; 5 attempts a
     minute per address) and one allowed web origin. Yields its base URL."""
-    port = free_port()
     env = {
         **service_env,
-        "IOC_API_PORT": str(port),
         "IOC_MQTT_URL": broker.url_for("api"),
         "IOC_LOGIN_MAX_FAILURES": "3",
         "IOC_LOGIN_LOCKOUT_MINUTES": "0.05",
         "IOC_LOGIN_ATTEMPTS_PER_MINUTE": "5",
         "IOC_CORS_ORIGINS": f'["{ORIGIN}"]',
     }
-    service = Service("ioc_api", env).start()
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _healthy(base), timeout=20, what="the strict API")
-    yield base
+    service = start_api(env)
+    yield f"http://127.0.0.1:{service.port}"
     service.stop()
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def client_from(base: str, address: str) -> httpx.Client:
@@ -96,13 +86,22 @@ async def test_logout_revokes_the_token_for_rest_and_the_websocket(api: Service,
         "access_token"
     ]
     assert httpx.get(f"{base}/auth/me", headers=as_(token)).status_code == 200
+    screen = await websockets.connect(f"ws://127.0.0.1:{api.port}/ws")  # open before the logout
+    await screen.send(f'{{"type": "auth", "token": "{token}"}}')
+    assert '"welcome"' in await screen.recv()
+
     assert httpx.post(f"{base}/auth/logout", headers=as_(token)).status_code == 204
     assert httpx.get(f"{base}/auth/me", headers=as_(token)).status_code == 401
+    with pytest.raises(websockets.ConnectionClosed) as closed:  # within IOC_LIVE_TOKEN_RECHECK_S (1 s here)
+        async with asyncio.timeout(10):
+            while True:
+                await screen.recv()
+    assert closed.value.rcvd.code == 4401
     async with websockets.connect(f"ws://127.0.0.1:{api.port}/ws") as ws:
         await ws.send(f'{{"type": "auth", "token": "{token}"}}')
-        with pytest.raises(websockets.ConnectionClosed) as closed:
+        with pytest.raises(websockets.ConnectionClosed) as refused:
             await ws.recv()
-        assert closed.value.rcvd.code == 4401
+        assert refused.value.rcvd.code == 4401
     assert audit_actions(database_url, actor=name) == ["auth.login", "token.revoke"]
 
 

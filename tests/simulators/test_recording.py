@@ -2,7 +2,6 @@
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,19 +15,10 @@ from simulators.recording import export_readings, record_mqtt, replay_file, shif
 from tests.support import Broker, Collector, publish_all, publisher, wait_until
 
 
-@pytest.fixture
-def quiet_broker() -> Iterator[Broker]:
-    """A broker of its own: no ingest stores what the recording test sends."""
-    broker = Broker()
-    broker.start()
-    yield broker
-    broker.remove()
-
-
 def test_traffic_recorded_then_replayed_at_10x_keeps_its_rhythm_and_can_end_now(
-    quiet_broker: Broker, tmp_path: Path
+    own_broker: Broker, tmp_path: Path
 ) -> None:
-    broker = quiet_broker
+    broker = own_broker  # no ingest stores what it sends
     out = tmp_path / "rec.jsonl"
     stop = threading.Event()
     recorder = threading.Thread(
