@@ -45,20 +45,21 @@ def _store(conn: psycopg.Connection, username: str, kind: str, password: str) ->
 
 
 def issue(conn: psycopg.Connection, username: str, kind: str) -> str:
-    """A new password for a device, gateway or service (replacing any earlier one): shown once."""
+    """A new password for a sensor, gateway or service (replacing any earlier one): shown once."""
     services = broker_files.service_usernames()
-    if kind == "service" and username not in services:
-        raise AccountError(f"no service {username!r}: the ACL names {', '.join(services)}")
-    if kind != "service" and username in services:
-        raise AccountError(f"{username!r} is a service account")
+    if kind == "service":
+        if username not in services:
+            raise AccountError(f"no service {username!r}: the ACL names {', '.join(services)}")
+    elif username.startswith("ioc-"):
+        # On the devices' listener the username is the client id: it must not be a service's.
+        raise AccountError(f"{username!r}: names starting with 'ioc-' are the services'")
+    elif not USERNAME.fullmatch(username):
+        raise AccountError(f"{username!r} cannot be a broker username: letters, digits, '_', '.', '-' only")
     if (
         kind == "device"
-        and not conn.execute(
-            "SELECT 1 FROM sensors WHERE id = %(id)s AND registered UNION ALL SELECT 1 FROM cameras WHERE id = %(id)s",
-            {"id": username},
-        ).fetchone()
+        and not conn.execute("SELECT 1 FROM sensors WHERE id = %s AND registered", (username,)).fetchone()
     ):
-        raise AccountError(f"no registered sensor or camera {username!r}: register it first")
+        raise AccountError(f"no registered sensor {username!r}: register it first")
     password = broker_files.new_password()
     _store(conn, username, kind, password)
     return password

@@ -176,7 +176,9 @@ def test_the_cli_refuses_what_it_should_with_a_reason(secured) -> None:
     _, env, _ = secured
     unknown = cli(env, "device", "never-registered")
     assert unknown.returncode != 0 and "register it first" in unknown.stderr
-    assert "is a service account" in cli(env, "gateway", "ioc-ingest").stderr
+    assert "are the services'" in cli(env, "gateway", "ioc-ingest").stderr
+    assert "are the services'" in cli(env, "gateway", "ioc-ingest-9").stderr  # a service's client id
+    assert "cannot be a broker username" in cli(env, "gateway", "gw:1").stderr  # ":" ends a passwd name
     assert "no service" in cli(env, "service", "ioc-root").stderr
     assert "no broker account" in cli(env, "revoke", "nobody-here").stderr
 
