@@ -54,6 +54,13 @@ def login(client: paho.Client, service: str) -> None:
     client.username_pw_set(f"ioc-{service}", service_password(f"ioc-{service}"))
 
 
+def pg_cluster(action: str) -> None:
+    """``pg_ctlcluster`` on the project's PostgreSQL cluster: ``stop -m fast``, ``start``, ``restart``."""
+    prefix = [] if os.geteuid() == 0 else ["sudo"]
+    command = ["bash", "-c", f"source {REPO_ROOT}/ops/common.sh && pg_ctlcluster $PG_MAJOR $PG_CLUSTER {action}"]
+    subprocess.run(prefix + command, check=True, timeout=60)
+
+
 class Broker:
     """A private Mosquitto with the project's config, ACL and service accounts (passwords from
     ``service_password``), on its own port and state directory; with ``device_tls``, also the

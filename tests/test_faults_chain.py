@@ -23,8 +23,8 @@ import pytest
 import websockets
 
 from ioc_api.cli import create_token, create_user
-from tests.ingest.test_faults import _cluster, start_worker
-from tests.support import Broker, login, start_api, wait_until
+from tests.ingest.test_faults import start_worker
+from tests.support import Broker, login, pg_cluster, start_api, wait_until
 
 SENSORS = 100
 MESSAGES = 24_000  # at 600 messages/s: 40 s of load
@@ -187,7 +187,7 @@ def test_the_chain_loses_and_doubles_nothing_through_kill_and_restarts(
     api = f"http://127.0.0.1:{chain['api_port']}"
     with ThreadPoolExecutor(20) as many:  # the API's pool grows to hold several connections
         list(many.map(lambda _: httpx.get(f"{api}/health", timeout=10), range(100)))
-    _cluster("restart -m fast")
+    pg_cluster("restart -m fast")
     # Every pooled connection died with the server: the first request after is served at once.
     assert httpx.get(f"{api}/health", timeout=10).json()["database"] == "up"
     at(0.75)

@@ -4,10 +4,8 @@ Each test publishes a known set of messages through the fault, on its own broker
 the rows: nothing lost, nothing stored twice.
 """
 
-import os
 import re
 import signal
-import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -15,9 +13,8 @@ import httpx
 import orjson
 import psycopg
 
-from ioc_core.settings import REPO_ROOT
 from tests.conftest import ingest_subscribed
-from tests.support import Broker, Service, free_port, publish_all, publisher, wait_until
+from tests.support import Broker, Service, free_port, pg_cluster, publish_all, publisher, wait_until
 
 MESSAGES = 20_000
 
@@ -85,25 +82,19 @@ def test_sigkill_in_the_middle_of_a_load_loses_and_duplicates_nothing(
     assert stored(database_url, "kill") == (MESSAGES, MESSAGES)
 
 
-def _cluster(action: str) -> None:
-    prefix = [] if os.geteuid() == 0 else ["sudo"]
-    command = ["bash", "-c", f"source {REPO_ROOT}/ops/common.sh && pg_ctlcluster $PG_MAJOR $PG_CLUSTER {action}"]
-    subprocess.run(prefix + command, check=True, timeout=60)
-
-
 def test_database_restart_in_the_middle_of_a_load_loses_and_duplicates_nothing(
     own_broker: Broker, service_env: dict[str, str], database_url: str
 ) -> None:
     worker, port = start_worker(service_env, own_broker)
     sender = publish_in_background(own_broker, load("pgrestart"))
     wait_until(lambda: stored(database_url, "pgrestart")[0] >= MESSAGES // 4, timeout=60, what="a quarter stored")
-    _cluster("stop -m fast")
+    pg_cluster("stop -m fast")
     try:
         # Readiness turns false while the database is away.
         ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
         assert ready.status_code == 503 and ready.json()["database"] == "down"
     finally:
-        _cluster("start")
+        pg_cluster("start")
     sender.join(120)
     wait_until(lambda: stored(database_url, "pgrestart")[0] >= MESSAGES, timeout=90, what="every message stored")
     assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 200
