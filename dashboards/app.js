@@ -1,6 +1,8 @@
 // The IOC screen and the ward room: one page, whose scope is the token's.
-// State comes from REST once, then stays live through the WebSocket (docs/live-protocol.md);
-// after a disconnection it resumes from the last event id it saw, and reloads on a reset.
+// It takes the live feed's position first, then its state from REST, then stays live through the
+// WebSocket from that position (docs/live-protocol.md): nothing committed after the position is
+// missed, however long a cut lasts. It resumes from the newest position the server gave it, and
+// reloads on a reset. The pill says "live" only while positions keep coming.
 import * as i18n from "./i18n.js";
 
 const { t } = i18n;
@@ -18,10 +20,16 @@ const state = {
   sensors: new Map(),      // id -> {id, kind, name, unit_id, status, values: {metric: {value, time}}, marker}
   cameras: new Map(),      // id -> camera, with its marker
   alerts: new Map(),       // id -> alert (open and acknowledged)
-  lastEventId: null,
+  position: null,          // the live feed's position: every event it shows is on the screen
+  broker: true,            // whether live values flow (the server says, with each position)
+  heardAt: 0,              // when the server last sent anything (ms)
+  resumed: false,          // a position has come since the last (re)subscription
   cues: 0,                 // new-alert cues given (the tests read it)
+  seen: new Set(),         // ids of the latest events received (the tests read them)
   socket: null,
 };
+const QUIET_MS = 5000;     // no word from the server this long: the pill stops saying "live"
+const DEAD_MS = 15000;     // ... and this long: the connection is dropped and made again
 let map, unitLayer, renderer;
 
 // --- REST
@@ -374,39 +382,73 @@ async function loadResponseFigures() {
 
 function connection(status) {
   const pill = $("connection");
+  if (pill.dataset.status === status) return;
   pill.dataset.status = status;
   pill.textContent = t(status);
-  pill.className = `pill ${status === "live" ? "live" : status === "reconnecting" ? "down" : ""}`;
+  pill.className = `pill ${status === "live" ? "live" : status === "degraded" ? "degraded" : status === "connecting" ? "" : "down"}`;
+}
+
+function showLive() {
+  // Live: a position came lately. Degraded: events are complete, but live values do not flow.
+  connection(state.broker ? "live" : "degraded");
 }
 
 function connect() {
   connection(state.socket ? "reconnecting" : "connecting");
   const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
   state.socket = ws;
+  state.resumed = false;
   ws.onopen = () => {
+    state.heardAt = Date.now();
     ws.send(JSON.stringify({ type: "auth", token: state.token }));
-    const subscription = { type: "subscribe", units: state.me.units, values: true };
-    if (state.lastEventId != null) subscription.since = state.lastEventId;
-    ws.send(JSON.stringify(subscription));
+    ws.send(JSON.stringify({ type: "subscribe", units: state.me.units, values: true, since: state.position }));
   };
   ws.onmessage = (e) => {
+    if (ws !== state.socket) return;
+    state.heardAt = Date.now();
     const frame = JSON.parse(e.data);
     for (const msg of frame.type === "batch" ? frame.messages : [frame]) handle(msg);
   };
   ws.onclose = (e) => {
+    if (ws !== state.socket) return;
     if (e.code === 4401) { logout(); return; }
+    if (e.code === 4205) { location.reload(); return; }  // the user's role or units changed
     connection("reconnecting");
     setTimeout(connect, 1000);
   };
 }
 
+function watchConnection() {
+  // The server speaks at least every second or so while its feed is complete; silence means the
+  // feed (or the connection) is stuck, whatever the socket says.
+  const ws = state.socket;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  const quiet = Date.now() - state.heardAt;
+  if (quiet > DEAD_MS) { connection("reconnecting"); ws.close(); state.socket = null; connect(); }
+  else if (quiet > QUIET_MS) connection("stale");
+}
+
 function handle(msg) {
   switch (msg.type) {
-    case "subscribed": connection("live"); if (state.reloadOnLive) { state.reloadOnLive = false; reload(); } break;
+    case "position": onPosition(msg); break;
     case "values": onValues(msg.values); break;
     case "event": onEvent({ ...msg.event, replay: msg.replay }); break;
-    case "reset": state.reloadOnLive = true; reload(); break;
+    case "reset": state.position = msg.position; state.resumed = true; reload().then(showLive); break;
   }
+}
+
+function onPosition(msg) {
+  const wasDown = !state.broker;
+  state.position = msg.position;
+  state.broker = msg.broker;
+  if (!state.resumed) {
+    // What was missed while away is in: its events came before this position. Values are not
+    // replayed: the latest ones come from REST.
+    state.resumed = true;
+    if (state.hadSession) loadSensors();
+    state.hadSession = true;
+  } else if (wasDown && msg.broker) loadSensors();
+  showLive();
 }
 
 function onValues(values) {
@@ -420,7 +462,8 @@ function onValues(values) {
 }
 
 function onEvent(event) {
-  state.lastEventId = Math.max(state.lastEventId ?? 0, event.id);
+  state.seen.add(event.id);
+  if (state.seen.size > 10000) state.seen.delete(state.seen.values().next().value);
   if (event.kind.startsWith("alert.")) onAlertEvent(event);
   if (event.kind.startsWith("device.")) {
     const s = state.sensors.get(event.source.id) ?? state.cameras.get(event.source.id);
@@ -461,8 +504,11 @@ async function start() {
   $("logout").hidden = false;
   labels();
   fitScope();
+  // The position first, then the state: whatever is committed after the position comes live.
+  state.position = (await api("/live/position")).position;
   await reload();
   connect();
+  setInterval(watchConnection, 1000);
   setInterval(() => renderAlerts(), 15000);  // ages
   setInterval(loadResponseFigures, 60000);
 }
@@ -501,6 +547,7 @@ window.ioc = {
     sensorIds: [...state.sensors.keys()],
   }),
   valuesOf: (sensorId) => JSON.stringify(state.sensors.get(sensorId)?.values ?? {}),
+  eventIds: () => [...state.seen],
   open: (sensorId) => state.sensors.get(sensorId)?.marker?.fire("click"),  // as a click on its marker
   drop: () => state.socket?.close(),  // as a network cut
 };

@@ -13,8 +13,9 @@ from psycopg_pool import AsyncConnectionPool
 from ioc_api import problems
 from ioc_api.body_cache import BodyCache
 from ioc_api.bus import LiveBus
+from ioc_api.feed import EventFeed
 from ioc_api.headers import SecurityHeaders
-from ioc_api.live import LiveHub
+from ioc_api.live import VALUE_SLOTS, VALUES_PERIOD_S, LiveHub
 from ioc_api.routes import (
     alerts,
     audit_log,
@@ -31,6 +32,7 @@ from ioc_api.routes import (
     screen,
     units,
 )
+from ioc_core.loops import Loop
 from ioc_core.settings import REPO_ROOT, Settings, get_settings
 
 DASHBOARDS_DIR = REPO_ROOT / "dashboards"
@@ -68,8 +70,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.open(wait=False)
         hub = LiveHub()
         bus = LiveBus(settings.mqtt_url, hub)
-        tasks = [asyncio.create_task(bus.run(), name="live-bus"), asyncio.create_task(hub.run_ticker(), name="ticker")]
+        feed = EventFeed(pool.connection, hub, bus.connected.is_set)
+        app.state.feed_loop = Loop("live-feed", settings.live_feed_period_s)
+        values_loop = Loop("live-values", VALUES_PERIOD_S / VALUE_SLOTS)
+
+        async def tick() -> None:
+            hub.tick()
+
+        tasks = [
+            asyncio.create_task(bus.run(), name="live-bus"),
+            asyncio.create_task(values_loop.run_async(tick), name="live-values"),
+            asyncio.create_task(app.state.feed_loop.run_async(feed.look), name="live-feed"),
+        ]
         app.state.pool, app.state.hub, app.state.bus, app.state.settings = pool, hub, bus, settings
+        app.state.feed = feed
         app.state.latest_bodies = BodyCache(settings.latest_max_age_s)
         try:
             yield
@@ -109,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_log,
     ):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(live.rest, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")
     # Closed unless origins are named: a page elsewhere cannot call the API from a browser.

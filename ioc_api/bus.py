@@ -1,6 +1,8 @@
 """The API's one subscription to the broker: live events and value digests (DESIGN.md).
 
-Every API node subscribes on its own, with its own client id, and reconnects with backoff.
+Every API node subscribes on its own, with its own client id, and reconnects with backoff. It is
+the fast path: events it misses while away still reach the screens through the database feed
+(``ioc_api/feed.py``); values resume when it is back.
 """
 
 import asyncio
@@ -12,10 +14,13 @@ import aiomqtt
 from ioc_api.live import LiveHub
 from ioc_core import topics
 from ioc_core.events import Event
+from ioc_core.loops import record_failure
 from ioc_core.mqtt import parse_url
 from ioc_core.units import CITY_ID
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 5.0
 
 
 class LiveBus:
@@ -26,31 +31,42 @@ class LiveBus:
         self._client: aiomqtt.Client | None = None
 
     async def run(self) -> None:
-        delay = 1.0
+        """Connected whenever the broker lets it be: a lost connection, or anything else that goes
+        wrong (logged with its traceback and counted), is followed by a new one after a backoff."""
+        delay = 0.5
         while True:
             try:
-                async with aiomqtt.Client(
-                    self._address.host,
-                    self._address.port,
-                    username=self._address.username,
-                    password=self._address.password,
-                    identifier=f"ioc-api-{uuid.uuid4().hex[:12]}",
-                    protocol=aiomqtt.ProtocolVersion.V311,  # no MQTT 5 property decoding per message
-                    keepalive=15,
-                ) as client:
-                    await client.subscribe(topics.LIVE_ALL, qos=1)
-                    self._client = client
-                    self.connected.set()
-                    delay = 1.0
-                    log.info("subscribed to live topics")
-                    async for message in client.messages:
-                        self._dispatch(message.topic.value, message.payload)
+                await self._session()
             except aiomqtt.MqttError as exc:
-                self._client = None
-                self.connected.clear()
                 log.warning("broker connection lost, retrying", extra={"error": str(exc), "retry_in_s": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            except Exception as exc:
+                record_failure("live-bus", exc)
+            else:
+                delay = 0.5
+            self._client = None
+            self.connected.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    async def _session(self) -> None:
+        async with aiomqtt.Client(
+            self._address.host,
+            self._address.port,
+            username=self._address.username,
+            password=self._address.password,
+            identifier=f"ioc-api-{uuid.uuid4().hex[:12]}",
+            protocol=aiomqtt.ProtocolVersion.V311,  # no MQTT 5 property decoding per message
+            keepalive=15,
+        ) as client:
+            await client.subscribe(topics.LIVE_ALL, qos=1)
+            self._client = client
+            self.connected.set()
+            log.info("subscribed to live topics")
+            async for message in client.messages:
+                try:
+                    self._dispatch(message.topic.value, message.payload)
+                except Exception as exc:  # one bad message never ends the subscription
+                    record_failure("live-bus", exc)
 
     async def publish_event(self, event: Event) -> None:
         """Push a stored event to every API node's screens. If the broker is away, the event is

@@ -5,6 +5,11 @@ delays the others: the hub only appends to outboxes, it never waits on a socket.
 encoded once and shared: an event's bytes go to every client that wants it; values are
 coalesced per unit over a second, encoded once per unit, and joined per client.
 
+Events come from two paths, the broker's live topics (fast) and the database feed
+(``ioc_api/feed.py``: complete); ``deliver`` passes each event id on once per node, whichever path
+brings it first. After every look at the database each client gets, at most once a second, its
+position: it has every event that position shows, and resumes from it after a disconnection.
+
 A client that falls behind loses values first (its unsent values message is replaced by the
 next one, which holds the newer values); when its events fill the outbox, it is closed with
 ``TOO_SLOW`` as soon as its current send completes, and reconnects with ``since`` to catch up
@@ -20,17 +25,20 @@ from dataclasses import dataclass, field
 import orjson
 
 from ioc_core.events import SEVERITIES
+from ioc_core.units import CITY_ID
 
 log = logging.getLogger(__name__)
 
 OUTBOX_EVENTS = 1000
 VALUES_PERIOD_S = 1.0
 VALUE_SLOTS = 10  # clients get their values in ten groups, a tenth of a second apart
-HEARTBEAT_S = 15.0
+POSITION_EVERY_S = 1.0  # the most often a client is told its position
 REPLAY_MEMORY_S = 60.0
+DELIVERED_MEMORY_S = 120.0  # how long an event id is remembered as delivered by this node
 # WebSocket close codes (documented in docs/live-protocol.md).
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+SCOPE_CHANGED = 4205
 TOO_SLOW = 4008
 
 
@@ -43,7 +51,8 @@ class LiveClient:
     slot: int = -1  # which tick of the second sends its values (set by the hub)
     events: deque[bytes] = field(default_factory=deque)
     values_message: bytes | None = None
-    heartbeat: bool = False
+    position_message: bytes | None = None  # sent after the events it covers
+    position_due: float = 0.0  # monotonic time from which the next position may be sent
     too_slow: bool = False
     replaying: bool = False
     held: list[tuple[int, bytes]] = field(default_factory=list)  # live events during a replay
@@ -100,6 +109,7 @@ class LiveHub:
         self._slots: list[set[LiveClient]] = [set() for _ in range(VALUE_SLOTS)]
         self._slot = 0
         self._next_slot = 0
+        self._delivered: dict[int, float] = {}  # event id -> when this node passed it on (monotonic)
 
     def add(self, client: LiveClient) -> None:
         """Register a client with its current filters (remove it first when they change)."""
@@ -128,7 +138,15 @@ class LiveHub:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("unreadable live event", extra={"unit_id": unit_id})
             return
-        message = b'{"type":"event","event":' + payload + b"}"
+        self.deliver(event_id, unit_id, kind, rank, b'{"type":"event","event":' + payload + b"}")
+
+    def deliver(self, event_id: int, unit_id: str | None, kind: str, rank: int, message: bytes) -> None:
+        """An event to the clients that want it, once: a second copy of the same id (the feed found
+        what the broker brought, or the other way round) is dropped."""
+        if event_id in self._delivered:
+            return
+        self._delivered[event_id] = time.monotonic()
+        unit_id = unit_id or CITY_ID
         behind = []
         for group in (self._everywhere, self._by_unit.get(unit_id, ())):
             for client in group:
@@ -184,17 +202,18 @@ class LiveHub:
                 client.values_message = b'{"type":"values","values":[' + body + b"]}"
                 client.wake.set()
 
-    def beat(self) -> None:
+    def position(self, position: str, broker_up: bool) -> None:
+        """After a look at the database: each client that is due hears the position it has reached
+        (and whether live values flow), after the events queued for it so far."""
+        now = time.monotonic()
+        message = orjson.dumps({"type": "position", "position": position, "broker": broker_up})
         for client in self.clients:
-            client.heartbeat = True
-            client.wake.set()
-
-    async def run_ticker(self) -> None:
-        beats_every = int(HEARTBEAT_S * VALUE_SLOTS / VALUES_PERIOD_S)
-        n = 0
-        while True:
-            await asyncio.sleep(VALUES_PERIOD_S / VALUE_SLOTS)
-            self.tick()
-            n += 1
-            if n % beats_every == 0:
-                self.beat()
+            if not client.replaying and now >= client.position_due:
+                client.position_message, client.position_due = message, now + POSITION_EVERY_S
+                client.wake.set()
+        horizon = now - DELIVERED_MEMORY_S
+        while self._delivered:  # oldest first (insertion order)
+            event_id, at = next(iter(self._delivered.items()))
+            if at >= horizon:
+                break
+            del self._delivered[event_id]

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="How long a /latest body is shared by callers of the same scope (0: never)."
     )
     session_hours: float = Field(12, gt=0, description="Lifetime of a login's token (a shift).")
+    live_feed_period_s: float = Field(
+        0.5,
+        gt=0,
+        description="How often each API node reads the events committed since its last look, to deliver"
+        " those the broker did not bring and to tell each screen its position.",
+    )
     live_token_recheck_s: float = Field(
         30, gt=0, description="How often an open WebSocket's token is checked again (revoked, expired, disabled)."
     )

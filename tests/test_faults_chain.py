@@ -81,13 +81,14 @@ class SteadyLoad(threading.Thread):
 
 
 class Screen(threading.Thread):
-    """A city screen on the live WebSocket that reconnects with ``since`` whenever it is dropped."""
+    """A city screen on the live WebSocket that resumes from its position whenever it is dropped."""
 
     def __init__(self, port: int, token: str) -> None:
         super().__init__(daemon=True)
         self.port, self.token = port, token
         self.events: dict[int, dict] = {}
-        self.reconnects = 0
+        self.position: str | None = None
+        self.reconnects = self.resets = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -98,10 +99,9 @@ class Screen(threading.Thread):
             try:
                 async with websockets.connect(f"ws://127.0.0.1:{self.port}/ws", max_queue=None) as ws:
                     await ws.send(orjson.dumps({"type": "auth", "token": self.token}).decode())
-                    since = max(self.events, default=None)
                     await ws.send(
                         orjson.dumps(
-                            {"type": "subscribe", "kinds": ["alert."], "values": False, "since": since}
+                            {"type": "subscribe", "kinds": ["alert."], "values": False, "since": self.position}
                         ).decode()
                     )
                     while not self.stop.is_set():
@@ -112,6 +112,9 @@ class Screen(threading.Thread):
                         for message in frame["messages"] if frame["type"] == "batch" else [frame]:
                             if message["type"] == "event":
                                 self.events[message["event"]["id"]] = message["event"]
+                            elif message["type"] in ("position", "reset"):
+                                self.position = message["position"]
+                                self.resets += message["type"] == "reset"
             except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake):
                 self.reconnects += 1
                 await asyncio.sleep(0.3)
@@ -218,4 +221,5 @@ def test_the_chain_loses_and_doubles_nothing_through_kill_and_restarts(
     wait_until(lambda: opened <= screen.events.keys(), timeout=20, what="the screen to have every alert's event")
     screen.stop.set()
     screen.join(5)
-    assert screen.reconnects >= 1  # the API restart dropped it, and it came back with since
+    assert screen.reconnects >= 1  # the API restart dropped it, and it came back from its position
+    assert screen.resets == 0

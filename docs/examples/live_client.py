@@ -1,4 +1,5 @@
-"""A small live client: log in, subscribe, print, and resume with ``since`` after a disconnection.
+"""A small live client: log in, take the feed's position, subscribe from it, print, and resume from
+the newest position after a disconnection.
 
 python docs/examples/live_client.py --user hai-chau-room --units hai-chau
 """
@@ -13,7 +14,8 @@ import websockets
 
 
 async def follow(base: str, token: str, units: list[str] | None) -> None:
-    since = None
+    # Take the position before reading any state through REST: nothing committed after it is missed.
+    since = httpx.get(f"{base}/api/v1/live/position", headers={"Authorization": f"Bearer {token}"}).json()["position"]
     while True:
         try:
             async with websockets.connect(base.replace("http", "ws", 1) + "/ws") as ws:
@@ -22,16 +24,18 @@ async def follow(base: str, token: str, units: list[str] | None) -> None:
                 async for frame in ws:
                     first = json.loads(frame)
                     for message in first["messages"] if first["type"] == "batch" else [first]:
-                        if message["type"] == "event":
-                            since = max(since or 0, message["event"]["id"])
+                        if message["type"] == "position":
+                            since = message["position"]  # every event it shows has arrived
+                        elif message["type"] == "event":
                             print("event", message["event"]["kind"], message["event"]["title"])
                         elif message["type"] == "values":
                             for v in message["values"]:
                                 print("value", v["sensor_id"], v["metric"], v["value"])
                         elif message["type"] == "reset":
-                            print("too far behind: reload the state through REST")
+                            since = message["position"]
+                            print("cannot resume:", message["reason"], "(reload the state through REST)")
         except (OSError, websockets.ConnectionClosed) as exc:
-            print(f"disconnected ({exc}); resuming after event {since}")
+            print(f"disconnected ({exc}); resuming from {since}")
             await asyncio.sleep(1)
 
 

@@ -3,20 +3,34 @@
 import asyncio
 import contextlib
 import logging
-import time
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
 
-from ioc_api.live import FORBIDDEN, TOO_SLOW, UNAUTHORIZED, LiveClient
+from ioc_api.deps import Db, Staff
+from ioc_api.feed import current_position, database_epoch
+from ioc_api.live import FORBIDDEN, SCOPE_CHANGED, TOO_SLOW, UNAUTHORIZED, LiveClient
+from ioc_api.problems import PROBLEM_RESPONSES
 from ioc_api.security import Principal, principal_for
-from ioc_core.events import COLUMNS, SEVERITIES, from_row, severity_at_least
+from ioc_core.events import SEVERITIES
 
 router = APIRouter(tags=["live"])
+rest = APIRouter(tags=["live"], responses=PROBLEM_RESPONSES)
 log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT_S = 10
-REPLAY_LIMIT = 10_000
+
+
+class LivePosition(BaseModel):
+    position: str = Field(description="Pass as `since` when subscribing to /ws: nothing committed after it is missed.")
+
+
+@rest.get("/live/position", summary="The live feed's position now: load state after it, then subscribe from it")
+async def live_position(request: Request, db: Db, principal: Staff) -> LivePosition:
+    feed = request.app.state.feed
+    epoch = feed.epoch or await database_epoch(db)
+    return LivePosition(position=str(await current_position(db, epoch)))
 
 
 def _frame(obj: dict) -> str:
@@ -40,18 +54,23 @@ async def _authenticate(ws: WebSocket) -> tuple[Principal, str] | None:
     return (principal, token) if principal else None
 
 
-async def _watch_token(ws: WebSocket, token: str) -> None:
-    """A token revoked or expired, or its user disabled, ends the connection within one period."""
+async def _watch_token(ws: WebSocket, token: str, principal: Principal) -> None:
+    """A token revoked or expired, or its user disabled, ends the connection within one period; a
+    change of the user's role or units closes it with ``SCOPE_CHANGED``, so the screen reconnects
+    and reloads with what the user may now see."""
     while True:
         await asyncio.sleep(ws.app.state.settings.live_token_recheck_s)
         try:
             async with ws.app.state.pool.connection() as conn:
-                valid = await principal_for(conn, token) is not None
+                now = await principal_for(conn, token)
         except Exception as exc:  # the database is away: keep the screen live, ask again later
             log.warning("token not rechecked", extra={"error": repr(exc)})
             continue
-        if not valid:
+        if now is None:
             await ws.close(UNAUTHORIZED, "the token was revoked or has expired")
+            return
+        if (now.role, now.scope) != (principal.role, principal.scope):
+            await ws.close(SCOPE_CHANGED, "the user's role or units changed: reconnect")
             return
 
 
@@ -79,9 +98,11 @@ async def _send_outbox(ws: WebSocket, client: LiveClient) -> None:
             if client.values_message is not None:
                 message, client.values_message = client.values_message, None
                 await ws.send_text(message.decode())
-            if client.heartbeat:
-                client.heartbeat = False
-                await ws.send_text(_frame({"type": "heartbeat", "time": time.time()}))
+            while client.events:  # any that came while the values went out precede the position
+                await ws.send_text(_take_batch(client))
+            if client.position_message is not None:
+                message, client.position_message = client.position_message, None
+                await ws.send_text(message.decode())
     finally:
         if client.too_slow:
             log.warning("closing a client that fell behind", extra={"queued_events": len(client.events)})
@@ -116,40 +137,6 @@ def _apply_subscription(client: LiveClient, principal: Principal, request: dict)
     return None
 
 
-async def _replay(ws: WebSocket, client: LiveClient, since: int) -> None:
-    """Stored events after ``since``, then the live ones held meanwhile, with no gap at the seam and
-    no duplicate: the client was registered (holding live events) before the query ran."""
-    kinds = list(client.kinds) if client.kinds else None
-    async with ws.app.state.pool.connection() as conn:
-        cur = await conn.execute(
-            f"SELECT {COLUMNS} FROM events WHERE id > %(since)s"
-            " AND (%(units)s::text[] IS NULL OR unit_id = ANY(%(units)s)) AND severity = ANY(%(severities)s)"
-            " AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s) OR EXISTS"
-            " (SELECT 1 FROM unnest(%(kinds)s::text[]) k WHERE right(k, 1) = '.' AND starts_with(kind, k)))"
-            " ORDER BY id LIMIT %(limit)s",
-            {
-                "since": since,
-                "units": sorted(client.units) if client.units is not None else None,
-                "severities": severity_at_least(SEVERITIES[client.min_rank]),
-                "kinds": kinds,
-                "limit": REPLAY_LIMIT + 1,
-            },
-        )
-        rows = await cur.fetchall()
-    if len(rows) > REPLAY_LIMIT:
-        client.events.append(
-            orjson.dumps({"type": "reset", "reason": f"more than {REPLAY_LIMIT} events missed: reload the state"})
-        )
-        client.end_replay(set())
-        return
-    replayed = set()
-    for row in rows:
-        event = from_row(row)
-        replayed.add(event.id)
-        client.events.append(b'{"type":"event","replay":true,"event":' + event.to_json() + b"}")
-    client.end_replay(replayed)
-
-
 @router.websocket("/ws")
 async def live_socket(ws: WebSocket) -> None:
     await ws.accept()
@@ -161,7 +148,7 @@ async def live_socket(ws: WebSocket) -> None:
     if principal.role == "public":
         await ws.close(FORBIDDEN, "the public role has no live feed")
         return
-    hub = ws.app.state.hub
+    hub, feed = ws.app.state.hub, ws.app.state.feed
     client = LiveClient(units=principal.scope)
     await ws.send_text(
         _frame(
@@ -169,7 +156,7 @@ async def live_socket(ws: WebSocket) -> None:
         )
     )
     sender = asyncio.create_task(_send_outbox(ws, client))
-    watcher = asyncio.create_task(_watch_token(ws, token))
+    watcher = asyncio.create_task(_watch_token(ws, token, principal))
     try:
         while True:
             try:
@@ -188,6 +175,7 @@ async def live_socket(ws: WebSocket) -> None:
                 client.wake.set()
                 continue
             hub.remove(client)  # indexed by its units, which the request may change
+            feed.leave(client)
             error = _apply_subscription(client, principal, request)
             if error is not None:
                 await ws.send_text(_frame({"type": "error", "error": error}))
@@ -206,17 +194,14 @@ async def live_socket(ws: WebSocket) -> None:
                     }
                 )
             )
-            if isinstance(since, int) and not isinstance(since, bool):
-                client.replaying = True
-                hub.add(client)
-                await _replay(ws, client, since)
-            else:
-                hub.add(client)
-                client.wake.set()
+            client.wake.set()
+            feed.join(client, since)  # held live events wait for what it missed, at the next look
+            hub.add(client)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         hub.remove(client)
+        feed.leave(client)
         for task in (sender, watcher):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

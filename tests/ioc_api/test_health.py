@@ -10,7 +10,14 @@ def test_health_is_ok_with_database_and_broker_up(api: Service) -> None:
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{api.port}/health").status_code == 200, timeout=30)
     response = httpx.get(f"http://127.0.0.1:{api.port}/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "up", "broker": "up"}
+    body = response.json()
+    assert {k: body[k] for k in ("status", "database", "broker", "feed")} == {
+        "status": "ok",
+        "database": "up",
+        "broker": "up",
+        "feed": "up",
+    }
+    assert {"live-feed", "live-values"} <= body["loops"].keys()
 
 
 def _answer(env: dict[str, str]) -> httpx.Response:
