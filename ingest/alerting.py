@@ -11,9 +11,8 @@ from typing import Any
 
 import psycopg
 
-from ingest.rules import Hit
 from ioc_core.events import Event, Location, Source, insert_event
-from ioc_core.rules import CameraParams, NoDataParams, RateParams, ThresholdParams
+from ioc_core.rules import Hit
 from ioc_core.units import CITY_ID
 
 _OPEN = """
@@ -50,14 +49,6 @@ def condition(params: Any) -> dict[str, Any]:
     return params.model_dump(exclude={"type"}) if params is not None else {}
 
 
-def _higher_is_worse(params: Any) -> bool:
-    if isinstance(params, ThresholdParams):
-        return params.op == "above"
-    if isinstance(params, RateParams):
-        return params.direction == "up"
-    return isinstance(params, (CameraParams, NoDataParams))
-
-
 def apply_hits(
     cur: psycopg.Cursor,
     hits: list[Hit],
@@ -79,7 +70,7 @@ def apply_hits(
                     "value": h.value,
                     "count": repeat.count,
                     "now": now,
-                    "higher": _higher_is_worse(h.rule.params),
+                    "higher": h.rule.kind.higher_is_worse(h.rule.params),
                     "peak": repeat.peak,
                     "rule": h.rule.id,
                     "type": h.source_type,
@@ -94,7 +85,7 @@ def apply_hits(
             if merged is None:
                 repeats[key] = _Repeat(hit, 1, hit.value)
             else:
-                worse = max if _higher_is_worse(hit.rule.params) else min
+                worse = max if hit.rule.kind.higher_is_worse(hit.rule.params) else min
                 peak = hit.value if merged.peak is None else worse(merged.peak, hit.value or merged.peak)
                 repeats[key] = _Repeat(hit, merged.count + 1, peak)
             continue
@@ -116,8 +107,8 @@ def open_alert(
 ) -> Event | None:
     """Open the alert, or count a repeat if one is open already (then no event)."""
     rule = hit.rule
-    unit_id = units.get(hit.source_id, CITY_ID)
-    lat, lon = locations.get(hit.source_id, (None, None))
+    unit_id = hit.unit_id or units.get(hit.source_id, CITY_ID)
+    lat, lon = hit.location or locations.get(hit.source_id, (None, None))
     title = f"{rule.name}: {hit.source_type} {hit.source_id}"
     data = {"rule": rule.name, "condition": condition(rule.params), "observed_at": hit.time.isoformat()}
     if rule.reference:

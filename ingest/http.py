@@ -1,7 +1,8 @@
 """Ingest's own small HTTP endpoint: ``/metrics`` (Prometheus) and ``/ready``.
 
-``/ready`` answers 200 only while the worker is subscribed to the broker and the database
-answers, so an orchestrator stops counting on a worker that cannot store.
+``/ready`` answers 200 only while the worker is subscribed to the broker, the database answers
+and every background loop has succeeded within a few of its periods (``ioc_core.loops``), so an
+orchestrator stops counting on a worker that cannot store or has a loop failing.
 """
 
 import threading
@@ -12,6 +13,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import orjson
 import psycopg
 from prometheus_client import make_wsgi_app
+
+from ioc_core.loops import report
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -39,9 +42,10 @@ def serve(port: int, subscribed: Callable[[], bool], database_url: str) -> None:
         if environ.get("PATH_INFO") != "/ready":
             return metrics_app(environ, start_response)
         state = {"broker": subscribed(), "database": database_answers(database_url)}
-        status = "200 OK" if all(state.values()) else "503 Service Unavailable"
-        start_response(status, [("Content-Type", "application/json")])
-        return [orjson.dumps({k: "up" if v else "down" for k, v in state.items()})]
+        loops = report()
+        ok = all(state.values()) and all(loop["healthy"] for loop in loops.values())
+        start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+        return [orjson.dumps({**{k: "up" if v else "down" for k, v in state.items()}, "loops": loops})]
 
     server = make_server("127.0.0.1", port, app, _Server, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()

@@ -1,5 +1,6 @@
-"""Rollups and retention for the Apache edition of TimescaleDB, which has neither continuous
-aggregates nor policies.
+"""Rollups and retention, kept by the project on every TimescaleDB edition: the Apache edition
+(which these machines build) has neither continuous aggregates nor policies, and one path for both
+editions is one path tested.
 
 Ingest marks every minute that received readings (``rollup_dirty``, append-only); this job
 consumes the marks, recomputes those minutes' 1-minute buckets from the raw readings and the
@@ -9,7 +10,6 @@ time do the work.
 """
 
 import logging
-import threading
 from datetime import timedelta
 
 import psycopg
@@ -44,10 +44,6 @@ ON CONFLICT (sensor_id, metric, bucket) DO UPDATE SET
 """
 
 
-def is_apache(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT current_setting('timescaledb.license', true)").fetchone()[0] != "timescale"
-
-
 def roll_up(conn: psycopg.Connection) -> int:
     """Recompute every dirty minute and its hour; returns how many minutes. One transaction."""
     with conn.transaction():
@@ -65,25 +61,17 @@ def drop_expired(conn: psycopg.Connection, retention: timedelta) -> int:
 
 
 class Maintenance:
-    """Runs the rollups every ``interval_s`` and the retention every hour, on its own thread."""
+    """The rollups at each step, the retention every hour; ``run_once`` is the step of a loop
+    every ``IOC_ROLLUP_INTERVAL_S`` (``ioc_core.loops``)."""
 
-    def __init__(self, url: str, retention: timedelta, interval_s: float, stopping: threading.Event):
-        self._url, self._retention, self._interval_s, self._stopping = url, retention, interval_s, stopping
+    def __init__(self, url: str, retention: timedelta, interval_s: float):
+        self._url, self._retention, self._interval_s = url, retention, interval_s
         self._runs = 0
-
-    def run(self) -> None:
-        while not self._stopping.wait(self._interval_s):
-            try:
-                self.run_once()
-            except psycopg.Error as exc:
-                log.warning("maintenance failed, will retry", extra={"error": str(exc)[:300]})
 
     def run_once(self) -> None:
         with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
             if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK,)).fetchone()[0]:
                 return  # another worker is at it
-            if not is_apache(conn):
-                return  # continuous aggregates and policies do the work
             minutes = roll_up(conn)
             if self._runs % max(1, int(3600 / self._interval_s)) == 0:
                 dropped = drop_expired(conn, self._retention)

@@ -22,6 +22,11 @@ STALE = Counter(
     "ioc_ingest_stale_messages_total", "Messages of an earlier connection, dropped unread: the broker sends them again"
 )
 BACKLOG = Gauge("ioc_ingest_backlog_messages", "Messages received and not yet committed")
+INBOX_FULL = Counter("ioc_ingest_inbox_full_total", "Times the inbox was full and reading from the broker paused")
+INBOX_WAIT_SECONDS = Counter("ioc_ingest_inbox_wait_seconds_total", "Time reading from the broker was paused")
+NARROWED = Counter(
+    "ioc_ingest_narrowed_batches_total", "Batches that failed for a reason other than the database being away"
+)
 DATABASE_UP = Gauge("ioc_ingest_database_up", "1 while the last write succeeded")
 BROKER_UP = Gauge("ioc_ingest_broker_connected", "1 while connected and subscribed to the broker")
 RULES_SECONDS = Histogram(

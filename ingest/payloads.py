@@ -12,10 +12,9 @@ from typing import Any
 
 import orjson
 
-from ioc_core import topics
+from ioc_core.topics import DEVICE_ID
 
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -157,33 +156,6 @@ def parse_gateway_message(payload: bytes, received: datetime, limits: Limits) ->
         sensor_id = item.get("sensor_id") if isinstance(item, dict) else None
         _readings_of(sensor_id, item, received, limits, out, f"[{i}]")
     return out
-
-
-@dataclass(slots=True)
-class Route:
-    """What a topic carries: ``kind`` is readings, gateway, counts, camera_event or status."""
-
-    kind: str
-    device_id: str
-
-
-def route(topic: str) -> Route | None:
-    """The route of a v1 topic, or None for a topic this service does not take."""
-    levels = topics.split(topic)
-    if len(levels) != 3 or not DEVICE_ID.fullmatch(levels[1]):
-        return None
-    match levels[0], levels[2]:
-        case "sensors", "readings":
-            return Route("readings", levels[1])
-        case "gateways", "readings":
-            return Route("gateway", levels[1])
-        case "cameras", "counts":
-            return Route("counts", levels[1])
-        case "cameras", "events":
-            return Route("camera_event", levels[1])
-        case "devices", "status":
-            return Route("status", levels[1])
-    return None
 
 
 @dataclass(slots=True)

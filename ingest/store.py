@@ -8,34 +8,14 @@ published, so every event a screen sees has an id.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 
 import psycopg
 
-from ingest.payloads import Reading, StatusChange
+from ingest.batching import Batch
+from ingest.payloads import StatusChange
 from ioc_core.events import Event, Location, Source, insert_event
 from ioc_core.units import CITY_ID
-
-
-@dataclass(slots=True)
-class DeadLetter:
-    received_at: datetime
-    topic: str
-    payload: bytes
-    reason: str
-
-
-@dataclass(slots=True)
-class Batch:
-    readings: list[Reading] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    new_sensors: dict[str, str | None] = field(default_factory=dict)  # id -> the gateway it came through
-    status_changes: list[StatusChange] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.readings) + len(self.dead_letters) + len(self.status_changes) + len(self.events)
 
 
 @dataclass(slots=True)

@@ -81,10 +81,10 @@ class LiveBus:
             log.warning("event stored but not pushed", extra={"event_id": event.id, "error": str(exc)})
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
-        levels = topics.split(topic)
-        if len(levels) != 3 or levels[0] != "live":
+        where = topics.live_of(topic)
+        if where is None:
             return
-        unit_id, kind = levels[1], levels[2]
+        unit_id, kind = where
         if kind == "values":
             self._hub.values(unit_id, payload)
         else:

@@ -10,6 +10,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+from ioc_core import topics
 from ioc_core.settings import REPO_ROOT
 
 BASE_ACL = REPO_ROOT / "ops" / "mosquitto" / "acl"
@@ -47,7 +48,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 def acl_text(gateways: list[str]) -> str:
     """The base ACL, and for each gateway its own readings topic (a gateway names the sensors it
     speaks for in the payload, so only accounts made as gateways may use that topic)."""
-    blocks = [f"\nuser {g}\ntopic write ioc/v1/gateways/{g}/readings\n" for g in sorted(gateways)]
+    blocks = [f"\nuser {g}\ntopic write {topics.gateway_readings(g)}\n" for g in sorted(gateways)]
     return BASE_ACL.read_text() + "".join(blocks)
 
 

@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     ingest_unknown_sensors: Literal["accept", "reject"] = Field(
         "accept", description="accept: store and register as unregistered; reject: dead letter."
     )
+    ingest_max_unregistered: int = Field(
+        10_000,
+        ge=0,
+        description="Sensors ingest registers on its own (unregistered) at most; past it, readings of new unknown"
+        " sensors are dead letters (registration_limit) until an engineer registers or deletes some.",
+    )
+    ingest_max_sensors_per_gateway: int = Field(
+        1_000, ge=0, description="Sensors one gateway may bring in on its own at most; past it: registration_limit."
+    )
+    ingest_inbox_messages: int = Field(
+        50_000,
+        gt=0,
+        description="Messages a worker holds received and not yet stored; when full it stops reading from the"
+        " broker, so an overload leaves the backlog at the broker, not in the worker's memory.",
+    )
     ingest_max_future_s: float = Field(300, description="Readings further ahead than this are refused.")
     retention_days: int = Field(90, gt=0, description="Raw readings older than this are dropped and refused.")
     ingest_registry_refresh_s: float = Field(

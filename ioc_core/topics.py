@@ -1,4 +1,12 @@
-"""MQTT topic names of protocol v1 (DESIGN.md), in one place."""
+"""MQTT topic names of protocol v1 (DESIGN.md), built and parsed in one place.
+
+Every service builds the topics it publishes on with these functions and reads the topics it
+receives with ``route`` (ingest's inputs) and ``live_of`` (the API's). The broker's ACL
+(``ops/mosquitto/acl``) names the same trees.
+"""
+
+import re
+from dataclasses import dataclass
 
 PREFIX = "ioc/v1"
 
@@ -8,12 +16,29 @@ CAMERA_COUNTS = f"{PREFIX}/cameras/+/counts"
 CAMERA_EVENTS = f"{PREFIX}/cameras/+/events"
 DEVICE_STATUS = f"{PREFIX}/devices/+/status"
 LIVE_ALL = f"{PREFIX}/live/#"
+ALL_READINGS = f"{PREFIX}/+/+/readings"
+# What ingest subscribes to: whole subtrees, so that a wrong topic under them becomes a dead
+# letter instead of vanishing.
+INGEST_SUBSCRIPTIONS = tuple(f"{PREFIX}/{tree}/#" for tree in ("sensors", "gateways", "cameras", "devices"))
 
 INGEST_SHARE_GROUP = "ingest"
+DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 def sensor_readings(sensor_id: str) -> str:
     return f"{PREFIX}/sensors/{sensor_id}/readings"
+
+
+def gateway_readings(gateway_id: str) -> str:
+    return f"{PREFIX}/gateways/{gateway_id}/readings"
+
+
+def camera_counts(camera_id: str) -> str:
+    return f"{PREFIX}/cameras/{camera_id}/counts"
+
+
+def camera_events(camera_id: str) -> str:
+    return f"{PREFIX}/cameras/{camera_id}/events"
 
 
 def device_status(device_id: str) -> str:
@@ -34,3 +59,37 @@ def split(topic: str) -> list[str]:
     """Levels after the ``ioc/v1`` prefix, or an empty list for a foreign topic."""
     parts = topic.split("/")
     return parts[2:] if parts[:2] == PREFIX.split("/") else []
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a topic carries: ``kind`` is readings, gateway, counts, camera_event or status."""
+
+    kind: str
+    device_id: str
+
+
+_ROUTES = {
+    ("sensors", "readings"): "readings",
+    ("gateways", "readings"): "gateway",
+    ("cameras", "counts"): "counts",
+    ("cameras", "events"): "camera_event",
+    ("devices", "status"): "status",
+}
+
+
+def route(topic: str) -> Route | None:
+    """The route of an input topic, or None for a topic no v1 route takes."""
+    levels = split(topic)
+    if len(levels) != 3 or not DEVICE_ID.fullmatch(levels[1]):
+        return None
+    kind = _ROUTES.get((levels[0], levels[2]))
+    return Route(kind, levels[1]) if kind else None
+
+
+def live_of(topic: str) -> tuple[str, str] | None:
+    """``(unit_id, kind)`` of a live topic, or None."""
+    levels = split(topic)
+    if len(levels) != 3 or levels[0] != "live":
+        return None
+    return levels[1], levels[2]

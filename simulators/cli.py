@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ioc_core import topics
 from ioc_core.settings import get_settings
 from simulators.city import KINDS
 from simulators.faults import FaultRates
@@ -130,7 +131,7 @@ def scenario(
 def record(
     out: Annotated[Path, typer.Argument(help="File to write (JSON lines).")],
     seconds: Annotated[float, typer.Option(help="How long to record.")] = 60,
-    topic: Annotated[str, typer.Option(help="Topic filter.")] = "ioc/v1/+/+/readings",
+    topic: Annotated[str, typer.Option(help="Topic filter.")] = topics.ALL_READINGS,
 ) -> None:
     """Record MQTT traffic, with its arrival times, to a file."""
     from simulators.recording import record_mqtt

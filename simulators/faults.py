@@ -115,7 +115,7 @@ class Faults:
                 out.append((topic, payload))
         for gateway, items in batches.items():
             self.counts["gateway_messages"] += 1
-            out.append((f"{topics.PREFIX}/gateways/{gateway}/readings", orjson.dumps(items)))
+            out.append((topics.gateway_readings(gateway), orjson.dumps(items)))
         return out
 
     def _device(self, reading: Reading) -> Reading:

@@ -21,6 +21,7 @@ import psycopg
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from ioc_core import topics
 from ioc_core.settings import Settings
 from simulators.city import KINDS, City, Override
 from simulators.faults import FaultRates, Faults
@@ -153,7 +154,7 @@ class Scenario(_Strict):
                 continue
             begin = start + seconds(i.at)
             length = seconds(i.lasts)
-            topic = f"ioc/v1/cameras/{i.camera}/events"
+            topic = topics.camera_events(i.camera)
             steps = [(0.0, "started"), *((s, "ongoing") for s in range(30, int(length), 30)), (length, "ended")]
             for offset, state in steps:
                 data = {"state": state, "duration_s": offset, "zones": [{"zone": "square", "people": i.people}]}

@@ -32,11 +32,11 @@ class CameraLink:
         self._client.loop_start()
 
     def counts(self, ts: datetime, values: dict[str, float]) -> None:
-        self._publish(f"{topics.PREFIX}/cameras/{self.camera_id}/counts", {"ts": ts.isoformat(), "values": values})
+        self._publish(topics.camera_counts(self.camera_id), {"ts": ts.isoformat(), "values": values})
 
     def event(self, ts: datetime, event: str, severity: str, title: str, data: dict[str, Any]) -> None:
         payload = {"ts": ts.isoformat(), "event": event, "severity": severity, "title": title, "data": data}
-        self._publish(f"{topics.PREFIX}/cameras/{self.camera_id}/events", payload)
+        self._publish(topics.camera_events(self.camera_id), payload)
 
     def status(self, online: bool, health: dict[str, Any]) -> None:
         self._publish(self._status, {"status": "online" if online else "offline", **health}, retain=True)

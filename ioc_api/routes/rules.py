@@ -13,15 +13,12 @@ from ioc_api.deps import Db, Engineer, Staff
 from ioc_api.models import METRIC_PATTERN
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 from ioc_core.events import Severity
-from ioc_core.rules import RULE_COLUMNS, RuleType, parse_params
+from ioc_core.rules import RULE_COLUMNS, TYPES, describe_params, parse_params
+from ioc_core.rules import RuleTypeName as RuleType
 
 router = APIRouter(tags=["rules"], responses=PROBLEM_RESPONSES)
 
-_PARAMS_DOC = (
-    "threshold: {op: above|below, value, clear (hysteresis, default value), for_s}; "
-    "rate: {direction: up|down, delta, window_s, clear_delta (default delta/2)}; "
-    "no_data: {factor, default_interval_s}; camera: {event, min_duration_s}"
-)
+_PARAMS_DOC = describe_params()  # from each rule type's module: a new type documents itself
 
 
 class RuleFields(BaseModel):
@@ -69,7 +66,7 @@ class RuleOut(RuleFields):
 
 
 def check_rule(rule_type: str, metric: str | None, params: dict[str, Any]) -> None:
-    if rule_type in ("threshold", "rate") and not metric:
+    if rule_type in TYPES and TYPES[rule_type].needs_metric and not metric:
         raise ValueError(f"a {rule_type} rule needs a metric")
     parse_params(rule_type, params)  # raises a ValidationError that names the wrong field
 

@@ -4,7 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.payloads import Limits, parse_gateway_message, parse_sensor_message, parse_time, route
+from ingest.payloads import Limits, parse_gateway_message, parse_sensor_message, parse_time
+from ioc_core.topics import route
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LIMITS = Limits(ranges={"aq-1": {"pm25": (0, 1000)}})

@@ -22,8 +22,8 @@ from ingest.payloads import (
     parse_gateway_message,
     parse_sensor_message,
     parse_status_message,
-    route,
 )
+from ioc_core.topics import route
 from tests.support import publish_all, publisher, wait_until
 
 RECEIVED = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)

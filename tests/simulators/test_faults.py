@@ -8,7 +8,8 @@ import orjson
 import psycopg
 import pytest
 
-from ingest.payloads import Limits, parse_gateway_message, parse_sensor_message, route
+from ingest.payloads import Limits, parse_gateway_message, parse_sensor_message
+from ioc_core.topics import route
 from simulators.city import City, Reading
 from simulators.faults import FaultRates, Faults
 from simulators.publish import Publisher

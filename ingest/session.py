@@ -1,0 +1,162 @@
+"""Ingest's broker session: its subscriptions, a bounded inbox, and acknowledgements after commit.
+
+paho's network thread only hands messages over. The inbox holds at most
+``IOC_INGEST_INBOX_MESSAGES``: when it is full the network thread waits for room, so it stops
+reading from the socket and the broker keeps the backlog (in the session it persists), not this
+process. (Mosquitto's own in-flight window does not bound it: it has been seen to send far past
+it.) Each connection is a generation: a message id is valid only on the connection that
+delivered it, so acknowledgements skip messages of an earlier one, which the broker sends again.
+"""
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import paho.mqtt.client as paho
+
+from ingest import metrics
+from ioc_core import topics
+from ioc_core.mqtt import make_client
+from ioc_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Received:
+    generation: int  # which connection delivered it: a mid is only valid on its own connection
+    message: paho.MQTTMessage
+    at: datetime
+
+
+class BrokerSession:
+    def __init__(self, settings: Settings, client_id: str, stopping: threading.Event):
+        self._settings = settings
+        self.client_id = client_id
+        self._stopping = stopping
+        self.connected = threading.Event()
+        self.inbox: queue.Queue[Received] = queue.Queue(maxsize=settings.ingest_inbox_messages)
+        self._generation = 0
+        self.last_received = time.monotonic()
+        self._leaving = False
+        self.client, self.address = make_client(settings.mqtt_url, client_id, manual_ack=True)
+        # One worker subscribes plainly: Mosquitto 2.0 keeps a persistent session's plain
+        # subscriptions through its own restart, but forgets shared ones until the worker is back.
+        shared, plain = [topics.shared(t) for t in topics.INGEST_SUBSCRIPTIONS], list(topics.INGEST_SUBSCRIPTIONS)
+        self._topics, self._other_topics = (shared, plain) if settings.ingest_workers > 1 else (plain, shared)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def start(self) -> None:
+        self.client.connect_async(self.address.host, self.address.port, keepalive=30)
+        self.client.loop_start()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- paho's network thread: hand over, nothing more
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection", extra={"reason": str(reason_code)})
+            return
+        self._generation += 1
+        if self._leaving:
+            return
+        client.subscribe([(t, 1) for t in self._topics])
+        client.unsubscribe(self._other_topics)  # the other form, if the session had it from before
+        log.info("connected to broker", extra={"session_present": flags.session_present})
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("broker refused a subscription", extra={"reasons": [str(rc) for rc in reason_codes]})
+            return
+        self.connected.set()
+        metrics.BROKER_UP.set(1)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        metrics.BROKER_UP.set(0)
+        if not self._stopping.is_set():
+            log.warning("disconnected from broker", extra={"reason": str(reason_code)})
+
+    def _on_message(self, client, userdata, message: paho.MQTTMessage) -> None:
+        self.last_received = time.monotonic()
+        item = Received(self._generation, message, datetime.now(UTC))
+        try:
+            self.inbox.put_nowait(item)
+            return
+        except queue.Full:
+            pass
+        metrics.INBOX_FULL.inc()
+        started = time.monotonic()
+        while not self._stopping.is_set():  # reading stops here: the broker keeps the rest
+            try:
+                self.inbox.put(item, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        metrics.INBOX_WAIT_SECONDS.inc(time.monotonic() - started)
+
+    # --- the main thread
+
+    def next(self, timeout: float) -> Received:
+        """The next message to store. One that an earlier connection delivered at QoS 1 is dropped
+        unread: its id is void, and the broker sends it again on this connection (the session is
+        persistent), so storing it now would only do the work twice; behind a slow database every
+        reconnection would otherwise add its whole in-flight window again. A QoS 0 message is kept:
+        nothing would send it again."""
+        while True:
+            item = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+            if item.generation == self._generation or item.message.qos == 0:
+                return item
+            metrics.STALE.inc()
+
+    def backlog(self) -> int:
+        return self.inbox.qsize()
+
+    def acknowledge(self, received: list[Received]) -> None:
+        """Acknowledge in arrival order; ids of an earlier connection are left for redelivery."""
+        for item in received:
+            if item.generation == self._generation and item.message.qos > 0:
+                self.client.ack(item.message.mid, item.message.qos)
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        self.client.publish(topic, payload, qos=qos)
+
+    def redeliver(self) -> None:
+        """Drop the connection as if it were lost: paho makes a new one, and the broker sends again
+        what it delivered and was never acknowledged."""
+        sock = self.client.socket()
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    # --- retiring a worker
+
+    def leave(self) -> bool:
+        """Unsubscribe this worker's share (it will not come back); True once the broker confirmed."""
+        self._leaving = True
+        unsubscribed = threading.Event()
+        self.client.on_unsubscribe = lambda *args: unsubscribed.set()
+        self.client.unsubscribe(self._topics)
+        return unsubscribed.wait(10)
+
+    def end(self) -> None:
+        """End the persistent session: connect once with a clean session."""
+        client, _ = make_client(self._settings.mqtt_url, self.client_id, clean_session=True)
+        client.connect(self.address.host, self.address.port)
+        client.loop_start()
+        deadline = time.monotonic() + 5
+        while not client.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.disconnect()
+        client.loop_stop()
