@@ -3,8 +3,8 @@
 import argparse
 import signal
 
-from ingest.http import serve
 from ingest.service import IngestService
+from ioc_core.health_http import database_answers, serve
 from ioc_core.logs import setup_logging
 from ioc_core.settings import get_settings
 
@@ -26,7 +26,10 @@ def main() -> None:
     log = setup_logging(settings, "ingest")
     metrics_port = settings.ingest_metrics_port + args.worker - 1
     service = IngestService(settings, worker=args.worker)
-    serve(metrics_port, service.connected.is_set, settings.database_url)
+    serve(
+        metrics_port,
+        {"broker": service.connected.is_set, "database": lambda: database_answers(settings.database_url)},
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
     log.info("metrics and readiness served", extra={"url": f"http://127.0.0.1:{metrics_port}/metrics"})

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from ioc_core.camera_config import DEFAULT_CLASSES, CameraAnalytics
+from ioc_core.loops import Loop
 from ioc_core.settings import Settings
 from vision.detectors import Detector, load_detector
 from vision.link import CameraLink
@@ -68,14 +69,17 @@ class VisionService:
         self.worker = Worker(settings, build_detector(settings))
         self.stop = threading.Event()
         self._specs: dict[str, CameraSpec] = {}
+        self._rounds = Loop("vision-rounds", 1.0)
+        self._sync = Loop("camera-registry", settings.vision_refresh_s)
 
     def sync(self) -> None:
         """Start, restart and stop cameras to match the registry."""
         try:
             wanted = registered_cameras(self.settings)
         except psycopg.Error as exc:
-            log.warning("registry unavailable, keeping the current cameras: %s", exc)
+            self._sync.failed(exc)  # the registry unavailable: keep the current cameras
             return
+        self._sync.succeeded()
         for camera_id, spec in list(self._specs.items()):
             if wanted.get(camera_id) != spec:
                 self.worker.remove(camera_id)
@@ -94,14 +98,21 @@ class VisionService:
             log.info("camera started", extra={"camera": camera_id, "url": spec.stream_url})
 
     def run(self) -> None:
-        """Analyse until stopped, rereading the registry between rounds when it is time."""
+        """Analyse until stopped, rereading the registry between rounds when it is time. Whatever a
+        round or a sync raises beyond one camera is logged, counted and retried after a backoff."""
         next_sync = 0.0
         try:
             while not self.stop.is_set():
-                if time.monotonic() >= next_sync:
-                    self.sync()
-                    next_sync = time.monotonic() + self.settings.vision_refresh_s
-                if self.worker.step() == 0:
+                try:
+                    if time.monotonic() >= next_sync:
+                        next_sync = time.monotonic() + self.settings.vision_refresh_s
+                        self.sync()
+                    analysed = self.worker.step()
+                except Exception as exc:
+                    self.stop.wait(self._rounds.failed(exc))
+                    continue
+                self._rounds.succeeded()
+                if analysed == 0:
                     self.stop.wait(0.005)  # no camera had a new frame
         finally:
             self.worker.close()

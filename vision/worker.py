@@ -5,6 +5,10 @@ decide which need the detector, detects those in batches (one inference for seve
 the model allows), then tracks and counts each camera's frame. A frame the gate passes over reuses
 the camera's last detections: nothing moved, so what was there still is, and a vehicle that has
 stopped keeps its track and its dwell time.
+
+One camera's failure never stops another: whatever one camera's frame raises (its stream, its
+gate, its analysis, or the detector on its frame alone) is logged, counted and skipped for that
+round, and the camera's health (``camera:<id>`` among the loops ``/ready`` reports) says so.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any, Protocol
 import supervision as sv
 
 from ioc_core.camera_config import CameraAnalytics
+from ioc_core.loops import Loop, forget
 from ioc_core.settings import Settings
 from vision import metrics
 from vision.analytics import Analyser, Observation
@@ -73,6 +78,7 @@ class CameraRun:
         metrics.CONNECTED.labels(spec.id).set(0)
         self.analysed = 0
         self.detected = 0
+        self.rounds = Loop(f"camera:{spec.id}", 1.0)
 
     def watch_stream(self) -> None:
         """The camera is offline while its stream is down, and says so as soon as that changes."""
@@ -151,6 +157,7 @@ class CameraRun:
                 self.report(frame, observation)
         self.source.close()
         self.link.close()
+        forget(self.rounds.name)
 
 
 class Worker:
@@ -165,38 +172,86 @@ class Worker:
     def remove(self, camera_id: str) -> None:
         run = self.cameras.pop(camera_id, None)
         if run is not None:
-            run.close()
+            try:
+                run.close()
+            except Exception as exc:
+                run.rounds.failed(exc)
+                forget(run.rounds.name)
 
     def step(self) -> int:
         """One round over the cameras; how many frames it analysed."""
         due: list[tuple[CameraRun, Frame]] = []
+        failed: set[str] = set()
         for run in list(self.cameras.values()):
-            frame = run.source.take()
-            if frame is not None:
-                due.append((run, frame))
-                metrics.LAST_FRAME.labels(run.spec.id).set(frame.wall.timestamp())
-            elif run.source.finished:  # a file read once: report its last counts and let it go
-                self.remove(run.spec.id)
-                continue
-            run.watch_stream()
-        to_detect = [(run, frame) for run, frame in due if run.wants_detection(frame)]
-        detections = {id(frame): d for run, frame, d in self._detect(to_detect)}
+            try:
+                frame = run.source.take()
+                if frame is not None:
+                    due.append((run, frame))
+                    metrics.LAST_FRAME.labels(run.spec.id).set(frame.wall.timestamp())
+                elif run.source.finished:  # a file read once: report its last counts and let it go
+                    self.remove(run.spec.id)
+                    continue
+                run.watch_stream()
+            except Exception as exc:
+                self._failed(run, exc, failed)
+        to_detect = []
         for run, frame in due:
-            run.analyse(frame, detections.get(id(frame), run.last_detections))
-        return len(due)
+            try:
+                if run.wants_detection(frame):
+                    to_detect.append((run, frame))
+            except Exception as exc:
+                self._failed(run, exc, failed)
+        detections = {id(frame): d for run, frame, d in self._detect(to_detect, failed)}
+        analysed = 0
+        for run, frame in due:
+            if run.spec.id in failed:
+                continue
+            try:
+                run.analyse(frame, detections.get(id(frame), run.last_detections))
+                analysed += 1
+            except Exception as exc:
+                self._failed(run, exc, failed)
+        for run in self.cameras.values():
+            if run.spec.id not in failed:
+                run.rounds.succeeded()
+        return analysed
 
-    def _detect(self, items: list[tuple[CameraRun, Frame]]) -> Iterator[tuple[CameraRun, Frame, sv.Detections]]:
+    @staticmethod
+    def _failed(run: CameraRun, exc: Exception, failed: set[str]) -> None:
+        failed.add(run.spec.id)
+        run.rounds.failed(exc)
+
+    def _detect(
+        self, items: list[tuple[CameraRun, Frame]], failed: set[str]
+    ) -> Iterator[tuple[CameraRun, Frame, sv.Detections]]:
+        """Detections in batches; a batch that fails is detected frame by frame, so only the camera
+        whose frame the detector cannot take misses its round."""
         size = self.detector.max_batch
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
-            began = time.perf_counter()
-            results = self.detector.detect([frame.image for _, frame in chunk])
-            per_frame = (time.perf_counter() - began) / len(chunk)
-            for (run, frame), d in zip(chunk, results, strict=True):
-                metrics.INFERENCE_SECONDS.observe(per_frame)
-                metrics.DETECTED.labels(run.spec.id).inc()
-                run.detected += 1
-                yield run, frame, d
+            try:
+                yield from self._detect_chunk(chunk)
+            except Exception as exc:
+                if len(chunk) == 1:
+                    self._failed(chunk[0][0], exc, failed)
+                    continue
+                for item in chunk:
+                    try:
+                        yield from self._detect_chunk([item])
+                    except Exception as one:
+                        self._failed(item[0], one, failed)
+
+    def _detect_chunk(self, chunk: list[tuple[CameraRun, Frame]]) -> list[tuple[CameraRun, Frame, sv.Detections]]:
+        began = time.perf_counter()
+        results = self.detector.detect([frame.image for _, frame in chunk])
+        per_frame = (time.perf_counter() - began) / len(chunk)
+        out = []
+        for (run, frame), d in zip(chunk, results, strict=True):
+            metrics.INFERENCE_SECONDS.observe(per_frame)
+            metrics.DETECTED.labels(run.spec.id).inc()
+            run.detected += 1
+            out.append((run, frame, d))
+        return out
 
     def close(self) -> None:
         for camera_id in list(self.cameras):

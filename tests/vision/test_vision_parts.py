@@ -2,6 +2,7 @@
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -203,3 +204,85 @@ def test_an_mjpeg_camera_that_drops_is_reconnected_and_delivers_again(clip: Path
     finally:
         source.close()
         server.stop()
+
+
+class _Frames:
+    """A live source stand-in: a new frame at every take, or an error where a stream would fail."""
+
+    def __init__(self, broken: bool = False) -> None:
+        from vision.sources import SourceStats
+
+        self.stats, self.finished, self.broken, self.t = SourceStats(connected=True), False, broken, 0.0
+
+    def take(self):
+        from vision.sources import Frame
+
+        if self.broken:
+            raise OSError("the decoder died")
+        self.t += 0.2
+        return Frame(np.zeros((72, 128, 3), np.uint8), self.t, datetime.now(UTC))
+
+    def close(self) -> None:
+        pass
+
+
+class _Link:
+    def __init__(self) -> None:
+        self.statuses = []
+
+    def counts(self, ts, values) -> None:
+        pass
+
+    def event(self, *args) -> None:
+        pass
+
+    def status(self, online, health) -> None:
+        self.statuses.append(online)
+
+    def close(self) -> None:
+        pass
+
+
+class _Detector:
+    """Empty detections, and a failure for the frames of one camera, as a detector bug would."""
+
+    max_batch = 4
+
+    def __init__(self) -> None:
+        self.names = {0: "person", 2: "car"}
+
+    def detect(self, frames):
+        if any(f[0, 0, 0] == 255 for f in frames):  # the marked camera's frames
+            raise ValueError("the detector cannot take this frame")
+        return [sv.Detections.empty() for _ in frames]
+
+
+def test_one_camera_failing_never_stops_another(tmp_path: Path) -> None:
+    from ioc_core import loops
+    from ioc_core.camera_config import CameraAnalytics
+    from ioc_core.settings import Settings
+    from vision.worker import CameraRun, CameraSpec, Worker
+
+    settings = Settings(snapshot_dir=tmp_path, vision_motion_gate=False)
+    detector = _Detector()
+    worker = Worker(settings, detector)
+    runs = {}
+    for camera, broken in (("cam-ok", False), ("cam-stream", True), ("cam-detector", False)):
+        runs[camera] = CameraRun(CameraSpec(camera, "x", CameraAnalytics()), _Frames(broken), _Link(), settings)
+        worker.add(runs[camera])
+    bad_source = runs["cam-detector"].source
+    take = bad_source.take
+
+    def poisoned_take():
+        frame = take()
+        frame.image[0, 0, 0] = 255
+        return frame
+
+    bad_source.take = poisoned_take
+    for _ in range(5):
+        worker.step()
+    assert runs["cam-ok"].analysed == 5 and runs["cam-ok"].rounds.failures == 0
+    assert runs["cam-stream"].rounds.failures == 5 and runs["cam-detector"].rounds.failures == 5
+    assert loops.report()["camera:cam-stream"]["last_error"] == "OSError: the decoder died"
+    worker.close()
+    assert "camera:cam-ok" not in loops.report()

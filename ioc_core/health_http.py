@@ -1,8 +1,9 @@
-"""Ingest's own small HTTP endpoint: ``/metrics`` (Prometheus) and ``/ready``.
+"""A worker's own small HTTP endpoint: ``/metrics`` (Prometheus) and ``/ready``.
 
-``/ready`` answers 200 only while the worker is subscribed to the broker, the database answers
-and every background loop has succeeded within a few of its periods (``ioc_core.loops``), so an
-orchestrator stops counting on a worker that cannot store or has a loop failing.
+``/ready`` answers 200 only while each of the worker's checks holds (for ingest: subscribed to
+the broker, the database answers) and every background loop of the process has succeeded within
+a few of its periods (``ioc_core.loops``), so an orchestrator stops counting on a worker that
+cannot do its job or has a loop failing. The body says which.
 """
 
 import threading
@@ -35,13 +36,14 @@ def database_answers(url: str) -> bool:
         return False
 
 
-def serve(port: int, subscribed: Callable[[], bool], database_url: str) -> None:
+def serve(port: int, checks: dict[str, Callable[[], bool]]) -> None:
+    """``/metrics`` and ``/ready`` on 127.0.0.1:``port``, in a thread of their own."""
     metrics_app = make_wsgi_app()
 
     def app(environ, start_response):
         if environ.get("PATH_INFO") != "/ready":
             return metrics_app(environ, start_response)
-        state = {"broker": subscribed(), "database": database_answers(database_url)}
+        state = {name: check() for name, check in checks.items()}
         loops = report()
         ok = all(state.values()) and all(loop["healthy"] for loop in loops.values())
         start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
