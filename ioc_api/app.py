@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from ioc_api import problems
 from ioc_api.body_cache import BodyCache
 from ioc_api.bus import LiveBus
+from ioc_api.deps import clear_scope
 from ioc_api.headers import SecurityHeaders
 from ioc_api.live import LiveHub
 from ioc_api.routes import (
@@ -57,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     sweep.add_done_callback(sweeps.discard)
                 raise
 
+        # Every connection starts, and goes back to the pool, with the empty scope: one whose scope
+        # was not set for its current use sees no row of any unit (ioc_api/deps.py).
         pool = AsyncConnectionPool(
             settings.database_url,
             min_size=1,
@@ -64,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             open=False,
             kwargs={"connect_timeout": 3},
             check=check,
+            configure=clear_scope,
+            reset=clear_scope,
         )
         await pool.open(wait=False)
         hub = LiveHub()

@@ -1,5 +1,6 @@
 """Rules: what turns readings and camera events into alerts. Engineers manage them; ingest
-reloads them within ``IOC_RULES_REFRESH_S``. Every change is audited."""
+reloads them within ``IOC_RULES_REFRESH_S``. Every change is audited. A ward operator sees the
+rules of its units and those of every unit (the database holds the rows to its scope)."""
 
 from typing import Annotated, Any
 
