@@ -12,7 +12,6 @@ from ioc_api import audit
 from ioc_api.deps import Db, Engineer, Staff, check_unit
 from ioc_api.models import Camera, CameraIn, CameraPatch, Sensor, SensorIn, SensorPatch
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
-from ioc_core.camera_config import CameraAnalytics
 
 router = APIRouter(tags=["registry"], responses=PROBLEM_RESPONSES)
 
@@ -171,7 +170,7 @@ async def update_camera(camera_id: str, body: CameraPatch, db: Db, principal: En
     if changes:
         await _check_unit_exists(db, changes.get("unit_id"))
         if "analytics" in changes:
-            changes["analytics"] = Jsonb((body.analytics or CameraAnalytics()).model_dump(mode="json"))
+            changes["analytics"] = Jsonb(body.analytics.model_dump(mode="json"))
         if ("lat" in changes or "lon" in changes) and "unit_id" not in changes:
             changes["unit_id"] = None
         assignments = ", ".join(f"{k} = %({k})s" for k in changes)

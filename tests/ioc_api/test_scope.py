@@ -1,6 +1,6 @@
 """A unit's scope is enforced in one place, the database: a route that forgets its caller's units
 still returns only theirs, a connection whose scope was not set sees nothing, and the services
-that never set one (ingest, the CLI) see everything."""
+that never set one (ingest, the CLI) see everything. Also: PATCH bodies with explicit nulls."""
 
 from collections.abc import AsyncIterator, Iterator
 
@@ -203,3 +203,85 @@ def test_open_data_and_health_read_every_unit(http: httpx.Client, rows: dict) ->
     assert http.get("/open-data/cap.atom").status_code == 200
     assert len(http.get("/units").json()["features"]) > 90
     assert httpx.get(str(http.base_url).removesuffix("/api/v1/") + "/health").status_code == 200
+
+
+# Explicit nulls in PATCH bodies: refused with a 422 that names the field where the database cannot
+# hold NULL, applied where null means something.
+RULE_NULLS = {
+    "name": 422,
+    "severity": 422,
+    "params": 422,
+    "public": 422,
+    "enabled": 422,
+    "sensor_kind": 200,  # every kind
+    "metric": 200,  # a no-data rule: any metric
+    "unit_id": 200,  # every unit
+    "reference": 200,
+}
+SENSOR_NULLS = {
+    "kind": 422,
+    "metrics": 422,
+    "name": 200,
+    "lat": 200,
+    "lon": 200,
+    "unit_id": 200,  # the unit that holds its position
+    "interval_s": 200,
+    "gateway_id": 200,
+}
+CAMERA_NULLS = {"analytics": 422, "name": 200, "lat": 200, "lon": 200, "unit_id": 200, "stream_url": 200}
+
+
+@pytest.fixture
+def patchable(conn: psycopg.Connection) -> dict[str, str]:
+    """A rule, a sensor and a camera with every nullable field set, as new for each test."""
+    conn.execute("DELETE FROM rules WHERE name = 'scope patch'")
+    conn.execute("DELETE FROM sensors WHERE id = 'scope-patch'")
+    conn.execute("DELETE FROM cameras WHERE id = 'scope-patch-cam'")
+    rule = conn.execute(
+        "INSERT INTO rules (name, type, sensor_kind, metric, unit_id, severity, params, reference)"
+        " VALUES ('scope patch', 'no_data', 'water', 'level', 'hai-chau', 'minor',"
+        " '{\"factor\": 3, \"default_interval_s\": 60}', 'a reference') RETURNING id"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO sensors (id, kind, name, lat, lon, unit_id, interval_s, gateway_id)"
+        " VALUES ('scope-patch', 'water', 'Patch', 16.06, 108.22, 'hai-chau', 60, 'scope-gw')"
+    )
+    conn.execute(
+        "INSERT INTO cameras (id, name, lat, lon, unit_id, stream_url)"
+        " VALUES ('scope-patch-cam', 'Patch', 16.06, 108.22, 'hai-chau', 'rtsp://10.0.0.5/1')"
+    )
+    return {"rules": f"/rules/{rule}", "sensors": "/sensors/scope-patch", "cameras": "/cameras/scope-patch-cam"}
+
+
+@pytest.mark.parametrize(
+    ("resource", "field", "status"),
+    [("rules", f, s) for f, s in RULE_NULLS.items()]
+    + [("sensors", f, s) for f, s in SENSOR_NULLS.items()]
+    + [("cameras", f, s) for f, s in CAMERA_NULLS.items()],
+)
+def test_an_explicit_null_in_a_patch_is_a_422_or_means_something(
+    http: httpx.Client, tokens: dict[str, str], patchable: dict[str, str], resource: str, field: str, status: int
+) -> None:
+    engineer = as_(tokens["engineer"])
+    response = http.patch(patchable[resource], json={field: None}, headers=engineer)
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert response.headers["content-type"] == "application/problem+json"
+        [error] = response.json()["errors"]
+        assert error["loc"] == ["body", field] and error["type"] == "null_not_allowed"
+        assert f"{field} cannot be null" in error["msg"]
+    elif field == "unit_id" and resource != "rules":
+        assert response.json()["unit_id"] is not None  # placed by its position again
+    elif field not in ("lat", "lon"):  # moving clears the unit the position gave
+        assert response.json()[field] is None
+    else:
+        assert response.json()[field] is None and response.json()["unit_id"] is None
+
+
+def test_a_threshold_rule_refuses_a_null_metric(http: httpx.Client, tokens: dict[str, str], conn) -> None:
+    rule = conn.execute(
+        "INSERT INTO rules (name, type, metric, severity, params) VALUES ('scope threshold', 'threshold', 'level',"
+        ' \'minor\', \'{"op": "above", "value": 2}\') RETURNING id'
+    ).fetchone()[0]
+    response = http.patch(f"/rules/{rule}", json={"metric": None}, headers=as_(tokens["engineer"]))
+    assert response.status_code == 422 and "needs a metric" in response.json()["detail"]
