@@ -25,9 +25,10 @@ def conn(database_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture(scope="module")
-def rows(conn: psycopg.Connection) -> dict[str, dict[str | None, int | str]]:
+def rows(conn: psycopg.Connection) -> Iterator[dict[str, dict[str | None, int | str]]]:
     """A sensor, a camera, an alert with a comment, an event and a rule in Hải Châu, in Hòa Cường
-    and in no unit; and a rule of every unit."""
+    and in no unit; and a rule of every unit. Rules are disabled, so that the running ingest opens
+    no alert from them; all of it is removed afterwards, for the tests that follow."""
     made: dict[str, dict[str | None, int | str]] = {t: {} for t in (*SCOPED_TABLES, "alert_comments")}
     for unit in ("hai-chau", "hoa-cuong", None):
         tag = unit or "nowhere"
@@ -53,12 +54,17 @@ def rows(conn: psycopg.Connection) -> dict[str, dict[str | None, int | str]]:
         ).fetchone()[0]
         if unit is not None:
             made["rules"][unit] = conn.execute(
-                "INSERT INTO rules (name, type, unit_id, severity, params) VALUES (%s, 'no_data', %s, 'minor',"
-                ' \'{"factor": 3, "default_interval_s": 60}\') RETURNING id',
+                "INSERT INTO rules (name, type, unit_id, severity, params, enabled) VALUES (%s, 'no_data', %s,"
+                " 'minor', '{\"factor\": 3, \"default_interval_s\": 60}', false) RETURNING id",
                 (f"scope rule {tag}", unit),
             ).fetchone()[0]
     made["rules"][None] = conn.execute("SELECT min(id) FROM rules WHERE unit_id IS NULL").fetchone()[0]
-    return made
+    yield made
+    for table in ("alerts", "events"):  # comments go with their alerts
+        conn.execute(f"DELETE FROM {table} WHERE source_id LIKE 'scope-%'")
+    conn.execute("DELETE FROM sensors WHERE id LIKE 'scope-%'")
+    conn.execute("DELETE FROM cameras WHERE id LIKE 'scope-%'")
+    conn.execute("DELETE FROM rules WHERE name LIKE 'scope %'")
 
 
 def _units_of(table: str) -> str:
@@ -232,15 +238,15 @@ CAMERA_NULLS = {"analytics": 422, "name": 200, "lat": 200, "lon": 200, "unit_id"
 
 
 @pytest.fixture
-def patchable(conn: psycopg.Connection) -> dict[str, str]:
-    """A rule, a sensor and a camera with every nullable field set, as new for each test."""
+def patchable(conn: psycopg.Connection) -> Iterator[dict[str, str]]:
+    """A rule (disabled), a sensor and a camera with every nullable field set, as new for each test."""
     conn.execute("DELETE FROM rules WHERE name = 'scope patch'")
     conn.execute("DELETE FROM sensors WHERE id = 'scope-patch'")
     conn.execute("DELETE FROM cameras WHERE id = 'scope-patch-cam'")
     rule = conn.execute(
-        "INSERT INTO rules (name, type, sensor_kind, metric, unit_id, severity, params, reference)"
+        "INSERT INTO rules (name, type, sensor_kind, metric, unit_id, severity, params, reference, enabled)"
         " VALUES ('scope patch', 'no_data', 'water', 'level', 'hai-chau', 'minor',"
-        " '{\"factor\": 3, \"default_interval_s\": 60}', 'a reference') RETURNING id"
+        " '{\"factor\": 3, \"default_interval_s\": 60}', 'a reference', false) RETURNING id"
     ).fetchone()[0]
     conn.execute(
         "INSERT INTO sensors (id, kind, name, lat, lon, unit_id, interval_s, gateway_id)"
@@ -250,7 +256,10 @@ def patchable(conn: psycopg.Connection) -> dict[str, str]:
         "INSERT INTO cameras (id, name, lat, lon, unit_id, stream_url)"
         " VALUES ('scope-patch-cam', 'Patch', 16.06, 108.22, 'hai-chau', 'rtsp://10.0.0.5/1')"
     )
-    return {"rules": f"/rules/{rule}", "sensors": "/sensors/scope-patch", "cameras": "/cameras/scope-patch-cam"}
+    yield {"rules": f"/rules/{rule}", "sensors": "/sensors/scope-patch", "cameras": "/cameras/scope-patch-cam"}
+    conn.execute("DELETE FROM rules WHERE id = %s", (rule,))
+    conn.execute("DELETE FROM sensors WHERE id = 'scope-patch'")
+    conn.execute("DELETE FROM cameras WHERE id = 'scope-patch-cam'")
 
 
 @pytest.mark.parametrize(
@@ -278,10 +287,13 @@ def test_an_explicit_null_in_a_patch_is_a_422_or_means_something(
         assert response.json()[field] is None and response.json()["unit_id"] is None
 
 
-def test_a_threshold_rule_refuses_a_null_metric(http: httpx.Client, tokens: dict[str, str], conn) -> None:
+def test_a_threshold_rule_refuses_a_null_metric(
+    http: httpx.Client, tokens: dict[str, str], conn: psycopg.Connection
+) -> None:
     rule = conn.execute(
-        "INSERT INTO rules (name, type, metric, severity, params) VALUES ('scope threshold', 'threshold', 'level',"
-        ' \'minor\', \'{"op": "above", "value": 2}\') RETURNING id'
+        "INSERT INTO rules (name, type, metric, severity, params, enabled) VALUES ('scope threshold', 'threshold',"
+        " 'level', 'minor', '{\"op\": \"above\", \"value\": 2}', false) RETURNING id"
     ).fetchone()[0]
     response = http.patch(f"/rules/{rule}", json={"metric": None}, headers=as_(tokens["engineer"]))
     assert response.status_code == 422 and "needs a metric" in response.json()["detail"]
+    conn.execute("DELETE FROM rules WHERE id = %s", (rule,))
