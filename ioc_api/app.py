@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from ioc_api import problems
 from ioc_api.body_cache import BodyCache
 from ioc_api.bus import LiveBus
+from ioc_api.deps import EVERY_UNIT, clear_scope, scoped_connection
 from ioc_api.feed import EventFeed
 from ioc_api.headers import SecurityHeaders
 from ioc_api.live import VALUE_SLOTS, VALUES_PERIOD_S, LiveHub
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     sweep.add_done_callback(sweeps.discard)
                 raise
 
+        # Every connection starts, and goes back to the pool, with the empty scope: one whose scope
+        # was not set for its current use sees no row of any unit (ioc_api/deps.py).
         pool = AsyncConnectionPool(
             settings.database_url,
             min_size=1,
@@ -66,11 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             open=False,
             kwargs={"connect_timeout": 3},
             check=check,
+            configure=clear_scope,
+            reset=clear_scope,
         )
         await pool.open(wait=False)
         hub = LiveHub()
         bus = LiveBus(settings.mqtt_url, hub)
-        feed = EventFeed(pool.connection, hub, bus.connected.is_set)
+        feed = EventFeed(lambda: scoped_connection(pool, EVERY_UNIT), hub, bus.connected.is_set)
         app.state.feed_loop = Loop("live-feed", settings.live_feed_period_s)
         values_loop = Loop("live-values", VALUES_PERIOD_S / VALUE_SLOTS)
 

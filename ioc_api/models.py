@@ -1,15 +1,37 @@
 """Request and response models of the REST API, with the examples shown in the OpenAPI."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from ioc_core.camera_config import CameraAnalytics
 from ioc_core.events import Event
 
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+T = TypeVar("T")
+
+
+def _refuse_null(value: Any, info: ValidationInfo) -> Any:
+    if value is None:
+        raise PydanticCustomError(
+            "null_not_allowed", "{field} cannot be null: leave it out to keep its value", {"field": info.field_name}
+        )
+    return value
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # None stands for "left out", which the schema says by not requiring it
+
+
+# A field of a PATCH body that the database cannot hold as NULL: left out, the value stays; an
+# explicit null is a 422 that names the field (not a NOT NULL violation, a 500). Fields where null
+# means something (no name, no gateway, every unit) stay ``X | None``.
+NotNull = Annotated[T | SkipJsonSchema[None], BeforeValidator(_refuse_null), Field(json_schema_extra=_no_default)]
 
 
 class Login(BaseModel):
@@ -79,13 +101,16 @@ class SensorIn(BaseModel):
 
 
 class SensorPatch(BaseModel):
+    """The fields to change. null clears a name, a position, an interval or a gateway; a null
+    ``unit_id`` takes the unit that holds the sensor's position."""
+
     model_config = ConfigDict(extra="forbid")
-    kind: str | None = Field(None, max_length=64)
+    kind: NotNull[str] = Field(None, max_length=64)
     name: str | None = Field(None, max_length=200)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     unit_id: str | None = None
-    metrics: dict[str, MetricSpec] | None = None
+    metrics: NotNull[dict[str, MetricSpec]] = Field(None, description="Replaces every metric; {} for none.")
     interval_s: float | None = Field(None, gt=0)
     gateway_id: str | None = Field(None, pattern=DEVICE_ID_PATTERN)
 
@@ -123,13 +148,16 @@ class CameraIn(BaseModel):
 
 
 class CameraPatch(BaseModel):
+    """The fields to change. null clears a name, a position or a stream; a null ``unit_id`` takes
+    the unit that holds the camera's position."""
+
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, max_length=200)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     unit_id: str | None = None
     stream_url: str | None = Field(None, max_length=2000)
-    analytics: CameraAnalytics | None = None
+    analytics: NotNull[CameraAnalytics] = Field(None, description="Replaces the analytics; {} for the defaults.")
 
 
 class Camera(BaseModel):

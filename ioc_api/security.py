@@ -48,7 +48,8 @@ class Principal:
 
     @property
     def units_filter(self) -> list[str] | None:
-        """For SQL: ``(%(units)s::text[] IS NULL OR unit_id = ANY(%(units)s))``."""
+        """The units as a sorted list, None for every unit: for answers (the database holds the rows
+        of a request to its scope by itself, ``ioc_api/deps.py``)."""
         return None if self.scope is None else sorted(self.scope)
 
 

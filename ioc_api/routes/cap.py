@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from psycopg.rows import class_row
 
 from ioc_api.cap import ATOM_NS, CAP_NS, PublicAlert, atom_feed, cap_alert, to_xml
-from ioc_api.deps import Db
+from ioc_api.deps import OpenDb
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 
 router = APIRouter(prefix="/open-data", tags=["open data"], responses=PROBLEM_RESPONSES)
@@ -24,7 +24,7 @@ FROM alerts a JOIN rules r ON r.id = a.rule_id AND r.public JOIN units u ON u.id
     response_class=Response,
     responses={200: {"content": {"application/atom+xml": {}}}},
 )
-async def cap_feed(db: Db, request: Request) -> Response:
+async def cap_feed(db: OpenDb, request: Request) -> Response:
     async with db.cursor(row_factory=class_row(PublicAlert)) as cur:
         await cur.execute(_SELECT + " WHERE a.state <> 'resolved' ORDER BY a.opened_at DESC LIMIT 500")
         alerts = await cur.fetchall()
@@ -39,7 +39,7 @@ async def cap_feed(db: Db, request: Request) -> Response:
     response_class=Response,
     responses={200: {"content": {"application/cap+xml": {}}}},
 )
-async def cap_document(alert_id: int, db: Db, request: Request) -> Response:
+async def cap_document(alert_id: int, db: OpenDb, request: Request) -> Response:
     async with db.cursor(row_factory=class_row(PublicAlert)) as cur:
         await cur.execute(_SELECT + " WHERE a.id = %s", (alert_id,))
         alert = await cur.fetchone()

@@ -26,14 +26,12 @@ async def list_events(
     check_unit(principal, unit)
     ascending = after is not None
     cur = await db.execute(
-        f"SELECT {COLUMNS} FROM events WHERE (%(scope)s::text[] IS NULL OR unit_id = ANY(%(scope)s))"
-        " AND (%(unit)s::text IS NULL OR unit_id = %(unit)s)"
+        f"SELECT {COLUMNS} FROM events WHERE (%(unit)s::text IS NULL OR unit_id = %(unit)s)"
         " AND (%(kind)s::text IS NULL OR kind = %(kind)s OR (right(%(kind)s, 1) = '.' AND starts_with(kind, %(kind)s)))"
         " AND severity = ANY(%(severities)s) AND (%(after)s::bigint IS NULL OR id > %(after)s)"
         " AND (%(before)s::bigint IS NULL OR id < %(before)s)"
         f" ORDER BY id {'ASC' if ascending else 'DESC'} LIMIT %(limit)s",
         {
-            "scope": principal.units_filter,
             "unit": unit,
             "kind": kind,
             "severities": severity_at_least(min_severity),

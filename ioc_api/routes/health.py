@@ -5,6 +5,7 @@ import asyncio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from ioc_api.deps import NO_UNIT, scoped_connection
 from ioc_core.loops import report
 
 router = APIRouter(tags=["health"])
@@ -13,7 +14,7 @@ router = APIRouter(tags=["health"])
 async def _database_ok(request: Request) -> bool:
     try:
         async with asyncio.timeout(2):
-            async with request.app.state.pool.connection() as conn:
+            async with scoped_connection(request.app.state.pool, NO_UNIT) as conn:
                 await conn.execute("SELECT 1")
         return True
     except Exception:

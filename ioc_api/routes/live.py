@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
-from ioc_api.deps import Db, Staff
+from ioc_api.deps import NO_UNIT, Db, Staff, scoped_connection
 from ioc_api.feed import current_position, database_epoch
 from ioc_api.live import FORBIDDEN, SCOPE_CHANGED, TOO_SLOW, UNAUTHORIZED, LiveClient
 from ioc_api.problems import PROBLEM_RESPONSES
@@ -49,7 +49,7 @@ async def _authenticate(ws: WebSocket) -> tuple[Principal, str] | None:
             return None
     if not isinstance(token, str):
         return None
-    async with ws.app.state.pool.connection() as conn:
+    async with scoped_connection(ws.app.state.pool, NO_UNIT) as conn:
         principal = await principal_for(conn, token)
     return (principal, token) if principal else None
 
@@ -61,7 +61,7 @@ async def _watch_token(ws: WebSocket, token: str, principal: Principal) -> None:
     while True:
         await asyncio.sleep(ws.app.state.settings.live_token_recheck_s)
         try:
-            async with ws.app.state.pool.connection() as conn:
+            async with scoped_connection(ws.app.state.pool, NO_UNIT) as conn:
                 now = await principal_for(conn, token)
         except Exception as exc:  # the database is away: keep the screen live, ask again later
             log.warning("token not rechecked", extra={"error": repr(exc)})

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from ioc_api.deps import Db, Staff, check_unit
+from ioc_api.deps import Db, OpenDb, Staff, check_unit
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 from ioc_api.response_times import Period, ResponseTimes, response_times
 
@@ -34,7 +34,7 @@ async def operator_response_times(
 ) -> list[ResponseTimes]:
     check_unit(principal, unit)
     start, end = _window(start, end)
-    return await response_times(db, period, start, end, principal.units_filter, unit)
+    return await response_times(db, period, start, end, unit)
 
 
 @router.get(
@@ -43,7 +43,7 @@ async def operator_response_times(
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def public_response_times(
-    db: Db,
+    db: OpenDb,
     period: Period = "week",
     start: Start = None,
     end: End = None,
@@ -51,7 +51,7 @@ async def public_response_times(
     format: Literal["json", "csv"] = "json",
 ) -> list[ResponseTimes]:
     start, end = _window(start, end)
-    rows = await response_times(db, period, start, end, None, unit)
+    rows = await response_times(db, period, start, end, unit)
     if format == "json":
         return rows
     out = io.StringIO()

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from psycopg.rows import class_row
 
-from ioc_api.deps import Anyone, Db, check_unit
+from ioc_api.deps import Anyone, Db, check_unit, scope_of, scoped_connection
 from ioc_api.models import METRIC_PATTERN, Bucket, Series
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 
@@ -69,8 +69,11 @@ Metric = Annotated[str, Query(pattern=METRIC_PATTERN, examples=["pm25"])]
 
 
 async def _series(db: Db, sensors: str, params: dict, metric: str, start, end, bucket: str) -> tuple[int, str, list]:
-    """Buckets of ``metric`` over the sensors that ``sensors`` (SQL, ``%(...)s`` from params) picks,
-    from the coarsest table that answers the bucket width."""
+    """Buckets of ``metric`` over the sensors that ``sensors`` (a condition on the sensors table,
+    ``%(...)s`` from params) picks, from the coarsest table that answers the bucket width.
+
+    Readings carry no unit: they are read through ``sensors``, whose rows the caller's scope
+    holds, so a sensor outside it has no readings here whatever the condition says."""
     bucket_s = parse_bucket(bucket)
     start, end = _window(start, end, bucket_s)
     source = choose_source(bucket_s)
@@ -78,8 +81,8 @@ async def _series(db: Db, sensors: str, params: dict, metric: str, start, end, b
     async with db.cursor(row_factory=class_row(Bucket)) as cur:
         await cur.execute(
             f"SELECT time_bucket(%(bucket)s, {time_col}) AS time, {aggregates} FROM {source}"
-            f" WHERE {sensors} AND metric = %(metric)s AND {time_col} >= %(start)s AND {time_col} < %(end)s"
-            " GROUP BY 1 ORDER BY 1",
+            f" WHERE sensor_id IN (SELECT id FROM sensors WHERE {sensors}) AND metric = %(metric)s"
+            f" AND {time_col} >= %(start)s AND {time_col} < %(end)s GROUP BY 1 ORDER BY 1",
             {**params, "bucket": timedelta(seconds=bucket_s), "metric": metric, "start": start, "end": end},
         )
         return bucket_s, source, await cur.fetchall()
@@ -95,13 +98,10 @@ async def sensor_history(
     end: End = None,
     bucket: BucketText = "1m",
 ) -> Series:
-    cur = await db.execute("SELECT unit_id FROM sensors WHERE id = %s", (sensor_id,))
-    row = await cur.fetchone()
-    if row is None or not principal.sees(row[0]):
+    cur = await db.execute("SELECT 1 FROM sensors WHERE id = %s", (sensor_id,))
+    if await cur.fetchone() is None:  # unknown, or outside the caller's scope
         raise Problem(404, f"no sensor {sensor_id!r}")
-    bucket_s, source, buckets = await _series(
-        db, "sensor_id = %(sensor)s", {"sensor": sensor_id}, metric, start, end, bucket
-    )
+    bucket_s, source, buckets = await _series(db, "id = %(sensor)s", {"sensor": sensor_id}, metric, start, end, bucket)
     return Series(sensor_id=sensor_id, metric=metric, bucket_seconds=bucket_s, source=source, buckets=buckets)
 
 
@@ -116,15 +116,7 @@ async def unit_history(
     bucket: BucketText = "1h",
 ) -> Series:
     check_unit(principal, unit_id)
-    bucket_s, source, buckets = await _series(
-        db,
-        "sensor_id IN (SELECT id FROM sensors WHERE unit_id = %(unit)s)",
-        {"unit": unit_id},
-        metric,
-        start,
-        end,
-        bucket,
-    )
+    bucket_s, source, buckets = await _series(db, "unit_id = %(unit)s", {"unit": unit_id}, metric, start, end, bucket)
     return Series(unit_id=unit_id, metric=metric, bucket_seconds=bucket_s, source=source, buckets=buckets)
 
 
@@ -141,8 +133,7 @@ FROM (
     SELECT json_object_agg(l.metric, json_build_object('value', l.value, 'time', l.time)) AS values
     FROM latest l WHERE l.sensor_id = s.id
   ) v ON true
-  WHERE (%(scope)s::text[] IS NULL OR s.unit_id = ANY(%(scope)s))
-    AND (%(unit)s::text IS NULL OR s.unit_id = %(unit)s) AND (%(kind)s::text IS NULL OR s.kind = %(kind)s)
+  WHERE (%(unit)s::text IS NULL OR s.unit_id = %(unit)s) AND (%(kind)s::text IS NULL OR s.kind = %(kind)s)
 ) f
 """
 
@@ -157,14 +148,13 @@ async def latest(request: Request, principal: Anyone, unit: str | None = None, k
     """Callers of the same scope share one body, renewed in the background: values are at most
     twice ``IOC_LATEST_MAX_AGE_S`` old (the live WebSocket has them as they change)."""
     check_unit(principal, unit)
-    scope = principal.units_filter
+    scope = scope_of(principal)
     pool = request.app.state.pool
 
     async def render() -> str:
-        async with pool.connection() as conn:
-            cur = await conn.execute(_LATEST, {"scope": scope, "unit": unit, "kind": kind})
+        async with scoped_connection(pool, scope) as conn:
+            cur = await conn.execute(_LATEST, {"unit": unit, "kind": kind})
             return (await cur.fetchone())[0]
 
-    key = (None if scope is None else tuple(sorted(scope)), unit, kind)
-    body = await request.app.state.latest_bodies.get(key, render)
+    body = await request.app.state.latest_bodies.get((scope, unit, kind), render)
     return Response(body, media_type="application/geo+json")

@@ -12,8 +12,6 @@ from ioc_api import audit
 from ioc_api.deps import Db, Engineer, Staff, check_unit
 from ioc_api.models import Camera, CameraIn, CameraPatch, Sensor, SensorIn, SensorPatch
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
-from ioc_api.security import Principal
-from ioc_core.camera_config import CameraAnalytics
 
 router = APIRouter(tags=["registry"], responses=PROBLEM_RESPONSES)
 
@@ -43,12 +41,11 @@ async def list_sensors(
     check_unit(principal, unit)
     async with db.cursor(row_factory=class_row(Sensor)) as cur:
         await cur.execute(
-            f"SELECT {_SENSOR} FROM sensors WHERE (%(scope)s::text[] IS NULL OR unit_id = ANY(%(scope)s))"
-            " AND (%(unit)s::text IS NULL OR unit_id = %(unit)s) AND (%(kind)s::text IS NULL OR kind = %(kind)s)"
+            f"SELECT {_SENSOR} FROM sensors WHERE (%(unit)s::text IS NULL OR unit_id = %(unit)s)"
+            " AND (%(kind)s::text IS NULL OR kind = %(kind)s)"
             " AND (%(reg)s::bool IS NULL OR registered = %(reg)s) AND (%(after)s::text IS NULL OR id > %(after)s)"
             " ORDER BY id LIMIT %(limit)s",
             {
-                "scope": principal.units_filter,
                 "unit": unit,
                 "kind": kind,
                 "reg": registered,
@@ -59,18 +56,19 @@ async def list_sensors(
         return await cur.fetchall()
 
 
-async def _sensor(db: Db, principal: Principal, sensor_id: str) -> Sensor:
+async def _sensor(db: Db, sensor_id: str) -> Sensor:
+    """The sensor, if the caller's scope holds it (the database sees to that)."""
     async with db.cursor(row_factory=class_row(Sensor)) as cur:
         await cur.execute(f"SELECT {_SENSOR} FROM sensors WHERE id = %s", (sensor_id,))
         sensor = await cur.fetchone()
-    if sensor is None or not principal.sees(sensor.unit_id):
+    if sensor is None:
         raise Problem(404, f"no sensor {sensor_id!r}")
     return sensor
 
 
 @router.get("/sensors/{sensor_id}", summary="One sensor")
 async def get_sensor(sensor_id: str, db: Db, principal: Staff) -> Sensor:
-    return await _sensor(db, principal, sensor_id)
+    return await _sensor(db, sensor_id)
 
 
 @router.post("/sensors", status_code=201, summary="Register a sensor (or one ingest registered on its own)")
@@ -89,15 +87,15 @@ async def create_sensor(body: SensorIn, db: Db, principal: Engineer) -> Sensor:
     if await cur.fetchone() is None:
         raise Problem(409, f"sensor {body.id!r} is already registered")
     await audit.record(db, principal.username, "sensor.create", body.id, body.model_dump(mode="json"))
-    return await _sensor(db, principal, body.id)
+    return await _sensor(db, body.id)
 
 
 @router.patch("/sensors/{sensor_id}", summary="Change a sensor")
 async def update_sensor(sensor_id: str, body: SensorPatch, db: Db, principal: Engineer) -> Sensor:
-    await _sensor(db, principal, sensor_id)
+    await _sensor(db, sensor_id)
     changes = body.model_dump(exclude_unset=True)
     if not changes:
-        return await _sensor(db, principal, sensor_id)
+        return await _sensor(db, sensor_id)
     await _check_unit_exists(db, changes.get("unit_id"))
     if "metrics" in changes:
         changes["metrics"] = Jsonb(
@@ -113,12 +111,12 @@ async def update_sensor(sensor_id: str, body: SensorPatch, db: Db, principal: En
     await audit.record(
         db, principal.username, "sensor.update", sensor_id, body.model_dump(mode="json", exclude_unset=True)
     )
-    return await _sensor(db, principal, sensor_id)
+    return await _sensor(db, sensor_id)
 
 
 @router.delete("/sensors/{sensor_id}", status_code=204, summary="Remove a sensor from the registry (its readings stay)")
 async def delete_sensor(sensor_id: str, db: Db, principal: Engineer) -> Response:
-    await _sensor(db, principal, sensor_id)
+    await _sensor(db, sensor_id)
     await db.execute("DELETE FROM sensors WHERE id = %s", (sensor_id,))
     await audit.record(db, principal.username, "sensor.delete", sensor_id, {})
     return Response(status_code=204)
@@ -129,25 +127,25 @@ async def list_cameras(db: Db, principal: Staff, unit: str | None = None) -> lis
     check_unit(principal, unit)
     async with db.cursor(row_factory=class_row(Camera)) as cur:
         await cur.execute(
-            f"SELECT {_CAMERA} FROM cameras WHERE (%(scope)s::text[] IS NULL OR unit_id = ANY(%(scope)s))"
-            " AND (%(unit)s::text IS NULL OR unit_id = %(unit)s) ORDER BY id",
-            {"scope": principal.units_filter, "unit": unit},
+            f"SELECT {_CAMERA} FROM cameras WHERE (%(unit)s::text IS NULL OR unit_id = %(unit)s) ORDER BY id",
+            {"unit": unit},
         )
         return await cur.fetchall()
 
 
-async def _camera(db: Db, principal: Principal, camera_id: str) -> Camera:
+async def _camera(db: Db, camera_id: str) -> Camera:
+    """The camera, if the caller's scope holds it (the database sees to that)."""
     async with db.cursor(row_factory=class_row(Camera)) as cur:
         await cur.execute(f"SELECT {_CAMERA} FROM cameras WHERE id = %s", (camera_id,))
         camera = await cur.fetchone()
-    if camera is None or not principal.sees(camera.unit_id):
+    if camera is None:
         raise Problem(404, f"no camera {camera_id!r}")
     return camera
 
 
 @router.get("/cameras/{camera_id}", summary="One camera")
 async def get_camera(camera_id: str, db: Db, principal: Staff) -> Camera:
-    return await _camera(db, principal, camera_id)
+    return await _camera(db, camera_id)
 
 
 @router.post("/cameras", status_code=201, summary="Register a camera")
@@ -162,17 +160,17 @@ async def create_camera(body: CameraIn, db: Db, principal: Engineer) -> Camera:
     if await cur.fetchone() is None:
         raise Problem(409, f"camera {body.id!r} already exists")
     await audit.record(db, principal.username, "camera.create", body.id, body.model_dump(mode="json"))
-    return await _camera(db, principal, body.id)
+    return await _camera(db, body.id)
 
 
 @router.patch("/cameras/{camera_id}", summary="Change a camera")
 async def update_camera(camera_id: str, body: CameraPatch, db: Db, principal: Engineer) -> Camera:
-    await _camera(db, principal, camera_id)
+    await _camera(db, camera_id)
     changes = body.model_dump(exclude_unset=True)
     if changes:
         await _check_unit_exists(db, changes.get("unit_id"))
         if "analytics" in changes:
-            changes["analytics"] = Jsonb((body.analytics or CameraAnalytics()).model_dump(mode="json"))
+            changes["analytics"] = Jsonb(body.analytics.model_dump(mode="json"))
         if ("lat" in changes or "lon" in changes) and "unit_id" not in changes:
             changes["unit_id"] = None
         assignments = ", ".join(f"{k} = %({k})s" for k in changes)
@@ -180,12 +178,12 @@ async def update_camera(camera_id: str, body: CameraPatch, db: Db, principal: En
         await audit.record(
             db, principal.username, "camera.update", camera_id, body.model_dump(mode="json", exclude_unset=True)
         )
-    return await _camera(db, principal, camera_id)
+    return await _camera(db, camera_id)
 
 
 @router.delete("/cameras/{camera_id}", status_code=204, summary="Remove a camera")
 async def delete_camera(camera_id: str, db: Db, principal: Engineer) -> Response:
-    await _camera(db, principal, camera_id)
+    await _camera(db, camera_id)
     await db.execute("DELETE FROM cameras WHERE id = %s", (camera_id,))
     await audit.record(db, principal.username, "camera.delete", camera_id, {})
     return Response(status_code=204)
@@ -198,7 +196,7 @@ async def delete_camera(camera_id: str, db: Db, principal: Engineer) -> Response
     responses={200: {"content": {"image/jpeg": {}}}},
 )
 async def snapshot(camera_id: str, name: str, db: Db, principal: Staff, request: Request) -> FileResponse:
-    await _camera(db, principal, camera_id)
+    await _camera(db, camera_id)
     if not _SNAPSHOT_NAME.match(name):
         raise Problem(404, f"no snapshot {name!r}")
     path = request.app.state.settings.snapshot_dir / camera_id / name

@@ -1,5 +1,6 @@
 """Rules: what turns readings and camera events into alerts. Engineers manage them; ingest
-reloads them within ``IOC_RULES_REFRESH_S``. Every change is audited."""
+reloads them within ``IOC_RULES_REFRESH_S``. Every change is audited. A ward operator sees the
+rules of its units and those of every unit (the database holds the rows to its scope)."""
 
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ioc_api import audit
 from ioc_api.deps import Db, Engineer, Staff
-from ioc_api.models import METRIC_PATTERN
+from ioc_api.models import METRIC_PATTERN, NotNull
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 from ioc_core.events import Severity
 from ioc_core.rules import RULE_COLUMNS, TYPES, describe_params, parse_params
@@ -46,16 +47,19 @@ class RuleIn(RuleFields):
 
 
 class RulePatch(BaseModel):
+    """The fields to change. null means every sensor kind, any metric (rules that need one refuse
+    it), every unit, or no reference."""
+
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=200)
-    sensor_kind: str | None = None
+    name: NotNull[str] = Field(None, min_length=1, max_length=200)
+    sensor_kind: str | None = Field(None, max_length=64)
     metric: str | None = Field(None, pattern=METRIC_PATTERN)
     unit_id: str | None = None
-    severity: Severity | None = None
-    params: dict[str, Any] | None = Field(None, description=_PARAMS_DOC)
-    public: bool | None = None
-    reference: str | None = None
-    enabled: bool | None = None
+    severity: NotNull[Severity] = None
+    params: NotNull[dict[str, Any]] = Field(None, description=_PARAMS_DOC)
+    public: NotNull[bool] = None
+    reference: str | None = Field(None, max_length=500)
+    enabled: NotNull[bool] = None
 
 
 class RuleOut(RuleFields):
