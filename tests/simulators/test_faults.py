@@ -17,23 +17,21 @@ from simulators.registry import load_units, register
 from simulators.runner import run_city
 from tests.support import Broker, Service, wait_until
 
-NOW = datetime.now(UTC)
-
-
 def readings(n: int = 200, t: float | None = None) -> list[Reading]:
     t = t or time.time() - 60
     return [Reading(f"s-{i % 20}", t + i, {"pm25": float(i), "pm10": float(2 * i)}) for i in range(n)]
 
 
 def parsed(messages: list[tuple[str, bytes]]) -> tuple[list, list]:
-    """What ingest's parsers make of the messages: (readings, rejections)."""
+    """What ingest's parsers make of the messages now: (readings, rejections)."""
+    now = datetime.now(UTC)
     good, bad = [], []
     for topic, payload in messages:
         where = route(topic)
         if where.kind == "gateway":
-            out = parse_gateway_message(payload, NOW, Limits())
+            out = parse_gateway_message(payload, now, Limits())
         else:
-            out = parse_sensor_message(where.device_id, payload, NOW, Limits())
+            out = parse_sensor_message(where.device_id, payload, now, Limits())
         good += out.readings
         bad += out.rejections
     return good, bad
