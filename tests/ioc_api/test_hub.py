@@ -82,3 +82,30 @@ def test_a_full_outbox_drops_values_first_then_marks_the_client_too_slow() -> No
     assert not client.too_slow and client.values_message == b"{}"
     client.push_event(OUTBOX_EVENTS, b"{}")
     assert client.too_slow and client.values_message is None
+
+
+def test_an_event_the_broker_and_the_feed_both_bring_reaches_each_client_once() -> None:
+    hub = LiveHub()
+    client = LiveClient(units=None)
+    hub.add(client)
+    hub.event("hai-chau", event(7, "hai-chau"))  # from the broker
+    hub.deliver(7, "hai-chau", "alert.opened", 2, b'{"type":"event","event":{"id":7}}')  # the feed's copy
+    hub.deliver(8, None, "alert.opened", 2, b'{"type":"event","event":{"id":8}}')  # the feed first
+    hub.event("hai-chau", event(8, "hai-chau"))
+    assert received(client) == [7, 8]
+
+
+def test_positions_follow_the_queued_events_and_reach_each_client_once_a_second_at_most() -> None:
+    hub = LiveHub()
+    client, replaying = LiveClient(units=None), LiveClient(units=None, replaying=True)
+    for c in (client, replaying):
+        hub.add(c)
+    hub.position("epoch/10:12:", broker_up=True)
+    assert orjson.loads(client.position_message) == {"type": "position", "position": "epoch/10:12:", "broker": True}
+    assert replaying.position_message is None  # its replay has not reached that position yet
+    client.position_message = None
+    hub.position("epoch/12:12:", broker_up=False)
+    assert client.position_message is None  # within a second of the last one
+    client.position_due = 0.0
+    hub.position("epoch/13:13:", broker_up=False)
+    assert orjson.loads(client.position_message)["broker"] is False
