@@ -17,6 +17,7 @@ from simulators.registry import load_units, register
 from simulators.runner import run_city
 from tests.support import Broker, Service, wait_until
 
+
 def readings(n: int = 200, t: float | None = None) -> list[Reading]:
     t = t or time.time() - 60
     return [Reading(f"s-{i % 20}", t + i, {"pm25": float(i), "pm10": float(2 * i)}) for i in range(n)]
