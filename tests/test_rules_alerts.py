@@ -305,6 +305,12 @@ def test_rules_are_validated_and_only_engineers_change_them(
     body = {"name": "bad", "type": "threshold", "metric": "pm25", "params": {"op": "above", "value": 50, "clear": 60}}
     bad = http.post("/rules", json=body, headers=as_(tokens["engineer"]))
     assert bad.status_code == 422 and "clear must be on the safe side" in bad.text
+    misspelt = http.post(
+        "/rules", json={**body, "params": {"op": "above", "value": 50, "for": 600}}, headers=as_(tokens["engineer"])
+    )
+    assert misspelt.status_code == 422 and "for" in misspelt.text and "not permitted" in misspelt.text, misspelt.text
+    not_a_number = {**body, "params": {"op": "above", "value": "NaN"}}
+    assert http.post("/rules", json=not_a_number, headers=as_(tokens["engineer"])).status_code == 422
     no_metric = {**body, "metric": None, "params": {"op": "above", "value": 50}}
     assert http.post("/rules", json=no_metric, headers=as_(tokens["engineer"])).status_code == 422
     good = {**body, "params": {"op": "above", "value": 50, "clear": 40}}

@@ -71,7 +71,11 @@ class Rule(BaseModel):
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "Rule":
-        return cls(**{**row, "params": {**row["params"], "type": row["type"]}})
+        """A stored rule; parameters its type does not know (stored before they were refused) are
+        left out rather than making the rule unreadable."""
+        known = TYPES[row["type"]].Params.model_fields if row["type"] in TYPES else {}
+        params = {k: v for k, v in row["params"].items() if k in known}
+        return cls(**{**row, "params": {**params, "type": row["type"]}})
 
     @property
     def kind(self) -> RuleType:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import psycopg
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from ioc_core.rules import Rule
@@ -149,13 +149,20 @@ class RuleState:
 OPEN = "open"  # the state of a rule and source whose alert is open
 
 
+class RuleParams(BaseModel):
+    """What every type's ``Params`` is: a parameter it does not know is refused, so a misspelt
+    ``for_s`` is a 422 naming it, not a rule that quietly opens on the first reading."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class RuleType:
     """The parts every rule type has. ``Params`` is its parameter model (its docstring is the
     type's description in the API's docs); ``needs_metric`` says whether a rule of it must name a
     metric."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[BaseModel]]
+    Params: ClassVar[type[RuleParams]]
     needs_metric: ClassVar[bool] = False
 
     @staticmethod

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from ioc_core.rules.base import OPEN, EventLike, EventType, Hit, RuleState
+from ioc_core.rules.base import OPEN, EventLike, EventType, Hit, RuleParams, RuleState
 
 if TYPE_CHECKING:
     from ioc_core.rules import Rule
 
 
-class Params(BaseModel):
+class Params(RuleParams):
     """A camera event ``camera.<event>`` that has lasted ``min_duration_s``; its end resolves."""
 
     type: Literal["camera"] = "camera"

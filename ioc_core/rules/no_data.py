@@ -9,15 +9,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 import psycopg
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from ioc_core.rules.base import ClockType, Hit
+from ioc_core.rules.base import ClockType, Hit, RuleParams
 
 if TYPE_CHECKING:
     from ioc_core.rules import Rule
 
 
-class Params(BaseModel):
+class Params(RuleParams):
     """Silent for longer than ``factor`` times the sensor's ``interval_s`` (or the default)."""
 
     type: Literal["no_data"] = "no_data"

@@ -15,15 +15,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import psycopg
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from ioc_core.rules.base import OPEN, Hit, ReadingLike, ReadingType, RuleState, Series
+from ioc_core.rules.base import OPEN, Hit, ReadingLike, ReadingType, RuleParams, RuleState, Series
 
 if TYPE_CHECKING:
     from ioc_core.rules import Rule
 
 
-class Params(BaseModel):
+class Params(RuleParams):
     """A change of more than ``delta`` within ``window_s`` opens; less than ``clear_delta`` resolves."""
 
     type: Literal["rate"] = "rate"

@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import psycopg
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
-from ioc_core.rules.base import OPEN, Hit, Key, ReadingLike, ReadingType, RuleState
+from ioc_core.rules.base import OPEN, Hit, Key, ReadingLike, ReadingType, RuleParams, RuleState
 
 if TYPE_CHECKING:
     from ioc_core.rules import Rule
 
 
-class Params(BaseModel):
+class Params(RuleParams):
     """Above (or below) ``value`` for ``for_s`` seconds of reading time opens; crossing back past
     ``clear`` resolves, so a value hovering at the limit does not flap."""
 

@@ -29,3 +29,20 @@ def test_unknown_types_and_fields_are_refused() -> None:
         parse_params("sideways", {})
     with pytest.raises(ValidationError):
         parse_params("camera", {"event": "Stopped Vehicle"})
+
+
+def test_each_module_of_the_package_is_one_rule_type_the_api_validates_and_documents() -> None:
+    import pkgutil
+
+    import ioc_core.rules as package
+    from ioc_core.rules import TYPES, ClockType, EventType, ReadingType, describe_params
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__)} - {"base"}
+    assert {type(t).__module__.rsplit(".", 1)[1] for t in TYPES.values()} == modules
+    documented = describe_params()
+    for name, rule_type in TYPES.items():
+        assert isinstance(rule_type, ReadingType | EventType | ClockType)
+        assert rule_type.Params.model_fields["type"].default == name
+        assert f"{name}: {{" in documented
+        with pytest.raises(ValidationError):  # its own parameters are checked, not just any dict
+            parse_params(name, {"no_such_parameter": 1})
