@@ -9,12 +9,16 @@ minute it records: the messages ingest took that minute, the resident memory (RS
 every process, and three latencies: a probe reading from publish to its row in the database, from
 publish to the live value on a WebSocket screen, and a REST request (GET /api/v1/latest for one
 unit). It prints a line a minute, then the first and last five minutes side by side, and writes
-every sample to var/soak-<time>.json. Not part of CI.
+every sample to var/soak-<time>.json. Then the city stops, and the soak waits for ingest to drain
+what the broker still holds and compares the rows stored with the values the city published:
+where ingest fell behind, the backlog waited at the broker, and nothing may be missing. Not part
+of CI.
 """
 
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import threading
 import time
@@ -95,11 +99,11 @@ def rss(process: psutil.Process) -> int:
     return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
 
 
-def messages_taken(metrics_port: int) -> float:
+def messages_taken(metrics_port: int, routes: tuple[str, ...] = ()) -> float:
+    """Messages ingest has received, of every route or of those named."""
     text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-    return sum(
-        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ioc_ingest_messages_total{")
-    )
+    prefixes = [f'ioc_ingest_messages_total{{route="{r}"}}' for r in routes] or ["ioc_ingest_messages_total{"]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(tuple(prefixes)))
 
 
 def p(values: list[float], q: float) -> float | None:
@@ -192,11 +196,53 @@ def run(args: argparse.Namespace) -> dict:
                     + (f"  DEAD: {dead}" if dead else ""),
                     flush=True,
                 )
+            after = drain(services["city"], ingest_port, url, probe.seq)
         finally:
             probe.stop.set()
             for service in reversed(services.values()):
                 service.stop()
-        return {"args": vars(args), "samples": samples}
+        return {"args": vars(args), "samples": samples, "after": after}
+
+
+def drain(city: Service, ingest_port: int, url: str, probe_messages: int) -> dict:
+    """Stop the city (it flushes what it sent), wait until ingest has taken everything the broker
+    held for it, and count what was stored against what was published."""
+    stopped = time.monotonic()
+    city.stop(timeout=300)
+    match = re.search(r"([\d,]+) readings \(([\d,]+) values\) in ([\d,]+) messages", city.log())
+    if match is None:
+        raise RuntimeError(f"the city did not say what it published: {city.log()[-500:]}")
+    values, messages = (int(match.group(i).replace(",", "")) for i in (2, 3))
+    wait_until(
+        lambda: messages_taken(ingest_port, ("readings",)) >= messages + probe_messages,
+        timeout=3600,
+        interval=1,
+        what="ingest took the backlog",
+    )
+    drained_s = time.monotonic() - stopped
+    taken, still_since = messages_taken(ingest_port, ("readings",)), time.monotonic()
+    while time.monotonic() - still_since < 5:  # redeliveries counted twice: until nothing more comes
+        time.sleep(0.5)
+        now = messages_taken(ingest_port, ("readings",))
+        if now != taken:
+            taken, still_since = now, time.monotonic()
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(
+            "SELECT count(*) FROM readings r JOIN sensors s ON s.id = r.sensor_id WHERE s.kind <> 'probe'"
+        ).fetchone()[0]
+        reasons = dict(
+            conn.execute("SELECT split_part(reason, ':', 1), count(*) FROM dead_letters GROUP BY 1").fetchall()
+        )
+    dead = sum(reasons.values())
+    result = {"published_messages": messages, "published_values": values, "stored_rows": stored}
+    result |= {"dead_letters": reasons, "drained_s": round(drained_s, 1)}
+    print(
+        f"  after the load: the backlog drained in {drained_s:,.0f} s; {values:,} values published in"
+        f" {messages:,} messages, {stored:,} rows stored, {dead:,} dead letters {reasons or ''},"
+        f" {values - stored:,} missing",
+        flush=True,
+    )
+    return result
 
 
 def summary(result: dict) -> None:

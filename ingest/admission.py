@@ -1,7 +1,8 @@
 """Which devices a message may speak for: the registry's sensors, a gateway's own, and a bounded
 number of new ones.
 
-A sensor ingest has never heard of is registered as unregistered (``IOC_INGEST_UNKNOWN_SENSORS``
+A sensor that is not in the registry (``Intake`` looks a device up at its first message, so one
+registered a moment ago is found) is registered as unregistered (``IOC_INGEST_UNKNOWN_SENSORS``
 ``accept``), bound to the gateway it came through, or refused (``reject``). So that a gateway or a
 device inventing ids cannot fill the registry, ingest registers at most
 ``IOC_INGEST_MAX_UNREGISTERED`` sensors on its own in all, and at most

@@ -93,7 +93,9 @@ def dead_letter(part: Part, payload: bytes, reasons: list[str], codes: list[str]
 
 
 class Intake:
-    """Turns received messages into parts, against the registry's current view."""
+    """Turns received messages into parts, against the registry's current view; a device the
+    registry does not hold is looked up first, so one registered since its last refresh is
+    judged as itself (its ranges, unit and kind), not as a stranger."""
 
     def __init__(self, settings: Settings, registry: RegistryCache):
         self._settings = settings
@@ -142,9 +144,13 @@ class Intake:
             return
         if where.kind == "gateway":
             parsed = parse_gateway_message(payload, item.at, self._limits)
+            if self._registry.learn({r.sensor_id for r in parsed.readings}):
+                parsed = parse_gateway_message(payload, item.at, self._limits)  # their ranges apply
             self._admission.hold_to_gateway(parsed, where.device_id)
             self._admission.admit(parsed, part.new_sensors, self._pending, where.device_id)
         else:
+            if where.device_id not in self._registry.units:
+                self._registry.learn((where.device_id,))
             parsed = parse_sensor_message(where.device_id, payload, item.at, self._limits)
             self._admission.admit(parsed, part.new_sensors, self._pending)
         part.readings = parsed.readings
@@ -164,6 +170,7 @@ class Intake:
         else:
             result = parse_camera_event(device_id, payload, item.at, self._limits)
         if not isinstance(result, Rejection):
+            self._registry.learn((device_id,))
             refused = self._admission.admit_device(device_id, part.new_sensors, self._pending)
             result = refused or result
         if isinstance(result, Rejection):

@@ -67,6 +67,7 @@ class IngestService:
         finally:
             self.session.close()
             self.store.close()
+            self.registry.close()
             if drained:
                 self.session.end()
             log.info("ingest stopped", extra={"retired": drained})

@@ -91,7 +91,8 @@ def city(
         typer.echo(f"registered {register(settings.database_url, plan.city((0, 1)).devices())} sensors")
     stats, counts = run_sharded(plan, processes, _stop_on_signals())
     typer.echo(
-        f"{stats.readings:,} readings in {stats.messages:,} messages, {stats.seconds:.1f} s ({stats.rate:,.0f} msg/s);"
+        f"{stats.readings:,} readings ({stats.values:,} values) in {stats.messages:,} messages,"
+        f" {stats.seconds:.1f} s ({stats.rate:,.0f} msg/s);"
         f" faults: {counts or 'none'}"
     )
 

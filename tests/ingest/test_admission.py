@@ -18,7 +18,7 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)  # compared with no clock
 @pytest.fixture
 def registry() -> Iterator[RegistryCache]:
     cache = RegistryCache("postgresql://unused")  # never loaded: filled by hand below
-    cache.units = {"known": "hai-chau"}
+    cache.remember("known")
     yield cache
     forget(cache.health.name)
 
@@ -28,7 +28,8 @@ def message(*sensors: str) -> Parsed:
 
 
 def test_past_the_citys_bound_new_sensors_are_refused_and_known_ones_still_stored(registry: RegistryCache) -> None:
-    registry.unregistered = 8
+    for i in range(7):
+        registry.remember(f"before-{i}")  # with "known", 8 registered by ingest
     admission = Admission(registry, Settings(ingest_max_unregistered=10))
     pending, new = Pending(), {}
     parsed = message("known", "new-1", "new-2", "new-3")

@@ -1,18 +1,14 @@
 """The ingest worker against the real broker and database: what it stores, refuses and emits."""
 
-import time
 from datetime import timedelta
 
 import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ingest.maintenance import drop_expired
-from tests.support import Broker, Collector, Service, publish_all, publisher, wait_until
-
-
-def let_ingest_see_the_registry() -> None:
-    """The registry refresh period in tests is 0.5 s."""
-    time.sleep(1.0)
+from tests.conftest import start_ingest
+from tests.support import Broker, Collector, Service, free_port, publish_all, publisher, wait_until
 
 
 def rows(db: psycopg.Connection, sql: str, *params) -> list[tuple]:
@@ -63,7 +59,6 @@ def test_registry_range_refuses_out_of_range_values(broker: Broker, ingest: Serv
         "INSERT INTO sensors (id, kind, metrics) VALUES ('rng-1', 'air', %s)",
         (orjson.dumps({"pm25": {"unit": "µg/m³", "min": 0, "max": 1000}}).decode(),),
     )
-    let_ingest_see_the_registry()
     client = publisher(broker.port)
     publish_all(client, [("ioc/v1/sensors/rng-1/readings", b'[{"values": {"pm25": 5000}}, {"values": {"pm25": 50}}]')])
     client.disconnect()
@@ -77,7 +72,6 @@ def test_device_status_updates_the_registry_and_emits_one_event_per_change(
     broker: Broker, ingest: Service, db: psycopg.Connection
 ) -> None:
     db.execute("INSERT INTO sensors (id, kind, lat, lon) VALUES ('st-1', 'water', 16.0637, 108.2224)")
-    let_ingest_see_the_registry()
     live = Collector(broker.port, "ioc/v1/live/hai-chau/#")
     client = publisher(broker.port)
     # A retained last will repeats on every resubscription: only a change is an event.
@@ -104,7 +98,6 @@ def test_camera_event_is_stored_with_its_unit_and_published(
     broker: Broker, ingest: Service, db: psycopg.Connection
 ) -> None:
     db.execute("INSERT INTO cameras (id, name, lat, lon) VALUES ('cam-ev-1', 'Rồng bridge', 16.0637, 108.2224)")
-    let_ingest_see_the_registry()
     client = publisher(broker.port)
     payload = {"event": "stopped_vehicle", "severity": "major", "data": {"state": "start", "snapshot": "s/1.jpg"}}
     publish_all(client, [("ioc/v1/cameras/cam-ev-1/events", orjson.dumps(payload))])
@@ -151,7 +144,6 @@ def test_a_gateway_speaks_only_for_its_own_sensors(broker: Broker, ingest: Servi
     db.execute(
         "INSERT INTO sensors (id, kind, gateway_id) VALUES ('gwb-bound', 'air', 'gw-b1'), ('gwb-own', 'air', NULL)"
     )
-    let_ingest_see_the_registry()
     client = publisher(broker.port)
     items = [{"sensor_id": s, "values": {"pm25": 5}} for s in ("gwb-bound", "gwb-own", "gwb-new")]
     publish_all(client, [("ioc/v1/gateways/gw-b1/readings", orjson.dumps(items))])
@@ -175,3 +167,54 @@ def test_a_gateway_speaks_only_for_its_own_sensors(broker: Broker, ingest: Servi
         "wrong_gateway: sensor 'gwb-bound' is not bound to gateway 'gw-b2'; "
         "wrong_gateway: sensor 'gwb-new' is not bound to gateway 'gw-b2'"
     )
+
+
+def test_a_sensor_registered_after_the_last_refresh_is_itself_from_its_first_reading(
+    own_broker: Broker, service_env: dict[str, str], db: psycopg.Connection
+) -> None:
+    """Its unit, kind and ranges apply at once (a rule of its unit and kind opens an alert), and it
+    takes no place among the sensors ingest registers on its own, whose bound is reached here."""
+    [(rule_id,)] = rows(
+        db,
+        "INSERT INTO rules (name, type, sensor_kind, metric, unit_id, severity, params)"
+        " VALUES ('fresh: level above 1', 'threshold', 'fresh_water', 'level', 'hai-chau', 'major', %s) RETURNING id",
+        Jsonb({"op": "above", "value": 1, "for_s": 0}),
+    )
+    env = {
+        **service_env,
+        "IOC_MQTT_URL": own_broker.url_for("ingest"),
+        "IOC_INGEST_METRICS_PORT": str(free_port()),
+        "IOC_INGEST_REGISTRY_REFRESH_S": "3600",
+        "IOC_INGEST_MAX_UNREGISTERED": "1",
+    }
+    worker = start_ingest(env)
+    try:
+        client = publisher(own_broker.port)
+        strangers = [(f"ioc/v1/sensors/fresh-stranger-{i}/readings", b'{"values": {"level": 0}}') for i in range(2)]
+        publish_all(client, strangers)  # the bound of one is reached (if other tests have not already)
+        wait_until(lambda: rows(db, "SELECT 1 FROM dead_letters WHERE topic LIKE '%%/fresh-stranger-%%'"))
+        db.execute(
+            "INSERT INTO sensors (id, kind, unit_id, metrics) VALUES"
+            " ('fresh-1', 'fresh_water', 'hai-chau', %s), ('fresh-2', 'fresh_water', 'hai-chau', %s)",
+            (Jsonb({}), Jsonb({"level": {"min": 0, "max": 10}})),
+        )
+        publish_all(
+            client,
+            [
+                ("ioc/v1/sensors/fresh-1/readings", b'{"values": {"level": 5}}'),
+                ("ioc/v1/sensors/fresh-2/readings", b'{"values": {"level": 50}}'),
+            ],
+        )
+        client.disconnect()
+        wait_until(lambda: rows(db, "SELECT 1 FROM alerts WHERE rule_id = %s", rule_id), what="the alert")
+        assert rows(db, "SELECT source_id, unit_id, state FROM alerts WHERE rule_id = %s", rule_id) == [
+            ("fresh-1", "hai-chau", "open")
+        ]
+        assert rows(db, "SELECT sensor_id, value FROM readings WHERE sensor_id LIKE 'fresh-_'") == [("fresh-1", 5.0)]
+        reasons = rows(db, "SELECT reason FROM dead_letters WHERE topic LIKE '%%/fresh-_/%%'")
+        assert reasons == [("out_of_range: message: level=50 outside [0, 10]",)]  # its own range applied
+        assert rows(db, "SELECT registered FROM sensors WHERE id LIKE 'fresh-_'") == [(True,), (True,)]
+    finally:
+        worker.stop()
+        db.execute("UPDATE rules SET enabled = false WHERE id = %s", (rule_id,))
+        db.execute("DELETE FROM alerts WHERE rule_id = %s", (rule_id,))
