@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: run test setup lint format bench bench-rest bench-vision soak stop
+.PHONY: help run test setup lint format bench bench-rest bench-vision soak screenshots stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -28,11 +28,17 @@ bench-rest: setup ## REST latency on a loaded dataset (50 million readings: abou
 soak: setup ## Half an hour at 5,000 messages/s: memory and latency of every service, first minutes against last (not in CI)
 	@.venv/bin/python -m bench.soak
 
+screenshots: setup ## The screen's pictures and the wall's frame trace in docs/screenshots, taken by the browser tests
+	@IOC_TEST_ARTIFACTS=docs/screenshots .venv/bin/pytest -q tests/dashboards/test_screen.py tests/dashboards/test_screen_load.py
+
 lint: setup ## ruff, as CI runs it
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .
 
-format: setup
+format: setup ## ruff: format the code and fix what it can
 	@.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+help: ## Every target and what it does
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' Makefile
 
 stop: ## Stop the project's database cluster (make run's services stop with Ctrl-C)
 	@. ops/common.sh && $$SUDO pg_ctlcluster $$PG_MAJOR $$PG_CLUSTER stop || true

@@ -1,8 +1,9 @@
 """``python -m bench.ingest``: ingest throughput and latency against the local broker and database.
 
 Each figure is printed beside a baseline measured in the same run on the same machine:
-1. single-reading messages at QoS 1, stored per second, against a bare paho subscriber that only
-   counts the same messages from the same broker;
+1. single-reading messages at QoS 1, stored per second, against as many bare paho subscriber
+   processes as ingest has workers (one subscribing plainly, several sharing one group, as the
+   workers do), which only count and acknowledge the same number of messages from the same broker;
 2. gateway batches of 100 readings, readings stored per second, against a raw binary COPY of the
    same rows into the same hypertable;
 3. latency from publish to committed row at a steady rate (commit times from PostgreSQL's
@@ -14,8 +15,11 @@ message) arrives, so the load generator's own CPU does not share the two cores w
 """
 
 import argparse
+import json
 import re
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,8 +31,19 @@ import paho.mqtt.client as paho
 import psycopg
 
 from bench.scratch import scratch_stack
+from ioc_core import topics
+from ioc_core.settings import REPO_ROOT
 from tests.conftest import ingest_subscribed
-from tests.support import Broker, Service, free_port, login, publish_all, publisher, wait_until
+from tests.support import (
+    Broker,
+    Service,
+    free_port,
+    login,
+    publish_all,
+    publisher,
+    service_password,
+    wait_until,
+)
 
 SENSORS = 1000
 
@@ -60,45 +75,53 @@ def gateway_messages(n: int, tag: str) -> tuple[list[tuple[str, bytes]], list[tu
     return messages, rows
 
 
-class BareSubscriber:
-    """Only counts messages, acknowledging each as paho does by default."""
+def _session(port: int, client_id: str, subscriptions: list[str] | None) -> None:
+    """Create (with ``subscriptions``) or end (``None``) a persistent session of ingest's kind."""
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv311,
+        clean_session=subscriptions is None,
+    )
+    login(client, "ingest")
+    acked = threading.Event()
+    client.on_subscribe = lambda *_: acked.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for topic in subscriptions or []:
+        acked.clear()
+        client.subscribe(topic, qos=1)
+        acked.wait(10)
+    client.disconnect()
+    client.loop_stop()
 
-    def __init__(self, port: int, topic: str):
-        self.port, self.topic, self.count, self.done = port, topic, 0, threading.Event()
-        self.client_id = f"bare-{uuid.uuid4().hex[:8]}"
 
-    def _client(self) -> paho.Client:
-        # The same protocol and session as ingest's (ioc_core.mqtt.make_client).
-        client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv311, clean_session=False
-        )
-        login(client, "ingest")
-        client.connect("127.0.0.1", self.port)
-        return client
-
-    def create_session(self) -> None:
-        client = self._client()
-        client.subscribe(self.topic, qos=1)
-        client.loop_start()
-        time.sleep(0.3)
-        client.disconnect()
-        client.loop_stop()
-
-    def drain(self, expected: int) -> float:
-        def on_message(c, u, m) -> None:
-            self.count += 1
-            if self.count >= expected:
-                self.done.set()
-
-        client = self._client()
-        client.on_message = on_message
-        started = time.perf_counter()
-        client.loop_start()
-        self.done.wait(300)
-        elapsed = time.perf_counter() - started
-        client.disconnect()
-        client.loop_stop()
-        return expected / elapsed
+def bare_drain(broker: Broker, workers: int, messages: list[tuple[str, bytes]]) -> float:
+    """The baseline: as many bare subscriber processes as ingest has workers, subscribed as the
+    workers are (one plainly, several sharing one group), drain the same backlog. Messages per
+    second between the first and the last message any of them received."""
+    group = f"bare{uuid.uuid4().hex[:6]}"
+    subscriptions = list(topics.INGEST_SUBSCRIPTIONS)
+    if workers > 1:
+        subscriptions = [topics.shared(t, group) for t in subscriptions]
+    ids = [f"{group}-{w}" for w in range(1, workers + 1)]
+    for client_id in ids:
+        _session(broker.port, client_id, subscriptions)
+    client = publisher(broker.port)
+    publish_all(client, messages, timeout=600)
+    client.disconnect()
+    account = ["--username", "ioc-ingest", "--password", service_password("ioc-ingest")]
+    command = [sys.executable, "-m", "bench.bare_subscriber", "--port", str(broker.port), *account]
+    running = [
+        subprocess.Popen([*command, "--client-id", c], stdout=subprocess.PIPE, cwd=REPO_ROOT, text=True) for c in ids
+    ]
+    results = [json.loads(p.communicate(timeout=900)[0]) for p in running]
+    for client_id in ids:
+        _session(broker.port, client_id, None)
+    received = sum(r["messages"] for r in results)
+    assert received == len(messages), f"the bare subscribers received {received} of {len(messages)}"
+    first, last = min(r["first"] for r in results), max(r["last"] for r in results)
+    return received / (last - first)
 
 
 def rows_written(ports: list[int]) -> float:
@@ -146,20 +169,6 @@ def start_workers(env: dict[str, str], workers: int) -> list[tuple[Service, int]
     return started
 
 
-def forget_sessions(port: int, workers: int) -> None:
-    """End the workers' persistent sessions, so that no absent member keeps a share of the stream."""
-    for w in range(1, workers + 1):
-        client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=f"ioc-ingest-{w}", protocol=paho.MQTTv311, clean_session=True
-        )
-        login(client, "ingest")
-        client.connect("127.0.0.1", port)
-        client.loop_start()
-        time.sleep(0.2)
-        client.disconnect()
-        client.loop_stop()
-
-
 def ingest_drain(env: dict[str, str], broker: Broker, url: str, workers: int, messages, rows: int, like: str) -> float:
     """Queue the messages while the workers are away, then time them storing all of it."""
     for service, _ in start_workers(env, workers):  # creates the persistent sessions
@@ -172,7 +181,8 @@ def ingest_drain(env: dict[str, str], broker: Broker, url: str, workers: int, me
     wait_until(lambda: rows_written(ports) >= rows, timeout=600, interval=0.5, what="all rows")
     for service, _ in running:
         service.stop()
-    forget_sessions(broker.port, workers)
+    for w in range(1, workers + 1):  # no absent member keeps a share of the stream
+        _session(broker.port, f"ioc-ingest-{w}", None)
     return stored_rate(url, like, rows)
 
 
@@ -236,21 +246,14 @@ def main() -> None:
             f"ingest benchmark: {args.messages:,} single-reading messages, {args.gateway_messages:,} gateway messages"
         )
 
-        singles = single_messages(args.messages, "one")
-        bare = BareSubscriber(broker.port, "ioc/v1/sensors/+/readings")
-        bare.create_session()
-        client = publisher(broker.port)
-        publish_all(client, singles, timeout=600)
-        client.disconnect()
-        bare_rate = bare.drain(len(singles))
-        print(f"  bare paho subscriber (baseline), QoS 1:   {bare_rate:10,.0f} messages/s")
         for workers in sorted({1, args.workers}):
+            bare_rate = bare_drain(broker, workers, single_messages(args.messages, f"b{workers}"))
             rate = ingest_drain(
                 env, broker, url, workers, single_messages(args.messages, f"w{workers}"), args.messages, f"w{workers}-%"
             )
             print(
-                f"  ingest, {workers} worker(s), stored:          {rate:10,.0f} messages/s"
-                f"   ratio {rate / bare_rate:.2f}"
+                f"  {workers} process(es): bare subscribers {bare_rate:10,.0f} messages/s;"
+                f" ingest stored {rate:10,.0f} messages/s   ratio {rate / bare_rate:.2f}"
             )
 
         gateway, rows = gateway_messages(args.gateway_messages, "gw")

@@ -1,22 +1,50 @@
 """``python -m bench.rules``: what 1,000 active rules cost ingest, against no rules, in the same run.
 
 1,000 registered air-quality sensors spread over the 94 units send single-reading QoS 1 messages
-(the ingest benchmark's first form). Stage one runs with every rule disabled; stage two with
-1,000 rules: ten PM2.5 thresholds per unit (held 10 minutes, limits from 100 to 550 µg/m³, so
-part of the sensors breach them and wait out the duration), 50 rates of change scoped to units
-(each sensor's window loaded from the database on its first reading) and 10 no-data rules (on
-the scheduler's clock). The figure is stored messages per second, and its ratio to stage one.
+(the ingest benchmark's first form). One sensor in ten swings between 20 and 600 µg/m³ every ten
+readings; the others stay below 100. Stage one runs with every rule disabled; stage two with
+1,000 rules: ten PM2.5 thresholds per unit (limits from 100 to 550 µg/m³; half open at once, so
+each swing opens their alerts and the next resolves them, half must be held 10 minutes, so the
+swinging sensors keep breaches pending), 50 rates of change scoped to units (each sensor's
+window loaded from the database on its first reading) and 10 no-data rules (on the scheduler's
+clock). The figure is stored messages per second, and its ratio to stage one; beside it, the
+alerts the stage opened and resolved.
 """
 
 import argparse
+from datetime import UTC, datetime, timedelta
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.ingest import ingest_drain, single_messages
+from bench.ingest import ingest_drain
 from bench.scratch import scratch_stack
 
 SENSORS = 1000
+SWING = 10  # readings on each side of a swing
+
+
+def swinging_messages(n: int, tag: str) -> list[tuple[str, bytes]]:
+    """Message i is reading i // SENSORS of sensor i % SENSORS; every tenth sensor swings."""
+    start = datetime.now(UTC) - timedelta(minutes=2)
+    messages = []
+    for i in range(n):
+        sensor, k = i % SENSORS, i // SENSORS
+        high = sensor % 10 == 0 and k // SWING % 2 == 1
+        value = 600 if high else 20 + (sensor + k) % 70
+        payload = {"ts": (start + timedelta(microseconds=i)).isoformat(), "values": {"pm25": value}}
+        messages.append((f"ioc/v1/sensors/{tag}-{sensor}/readings", orjson.dumps(payload)))
+    return messages
+
+
+def alerts_of(url: str, tag: str) -> tuple[int, int]:
+    """Alerts opened and resolved on the stage's sensors."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'resolved') FROM alerts WHERE source_id LIKE %s",
+            (f"{tag}-%",),
+        ).fetchone()
 
 
 def register(url: str, tags: list[str]) -> list[str]:
@@ -35,7 +63,7 @@ def add_rules(url: str, units: list[str], n: int) -> int:
     for unit in units:
         for k in range(10):
             limit = 100 + 50 * k
-            params = {"op": "above", "value": limit, "clear": limit - 10, "for_s": 600}
+            params = {"op": "above", "value": limit, "clear": limit - 10, "for_s": 0 if k % 2 else 600}
             rules.append((f"bench: pm25 > {limit} in {unit}", "threshold", unit, params))
     for unit in units[:50]:
         rules.append((f"bench: pm25 rate in {unit}", "rate", unit, {"direction": "up", "delta": 1000, "window_s": 900}))
@@ -71,11 +99,12 @@ def main() -> None:
                 with psycopg.connect(url, autocommit=True) as conn:  # the shipped defaults stay off
                     conn.execute("UPDATE rules SET enabled = (%s AND name LIKE 'bench:%%')", (on,))
                 tag = tags[2 * r + on]
-                messages = single_messages(args.messages, tag)
+                messages = swinging_messages(args.messages, tag)
                 rates.append(ingest_drain(env, broker, url, args.workers, messages, args.messages, f"{tag}-%"))
+            opened, resolved = alerts_of(url, tags[2 * r + 1])
             print(
                 f"  no rules: {without[-1]:8,.0f} messages/s   {count:,} rules: {with_rules[-1]:8,.0f} messages/s"
-                f"   ratio {with_rules[-1] / without[-1]:.2f}"
+                f"   ratio {with_rules[-1] / without[-1]:.2f}   ({opened:,} alerts opened, {resolved:,} resolved)"
             )
         best_without, best_with = max(without), max(with_rules)
         print(

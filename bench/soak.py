@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> dict:
             proc.cpu_percent()
         probe = Probe(broker, url, api_port, token)
         samples: list[dict] = []
-        taken = messages_taken(ingest_port)
+        taken, taken_at = messages_taken(ingest_port), time.monotonic()
         started = time.monotonic()
         print(f"soak: {args.sensors:,} sensors every {args.interval} s for {args.minutes} minutes")
         try:
@@ -174,17 +174,17 @@ def run(args: argparse.Namespace) -> dict:
                     probe.once()
                     rest += rest_latency(api_port, token, 1)
                     time.sleep(max(0.0, 5 - (time.monotonic() - started) % 5))
-                now_taken = messages_taken(ingest_port)
+                now_taken, now = messages_taken(ingest_port), time.monotonic()  # a probe may overrun the minute
                 sample = {
                     "minute": minute,
-                    "msg_per_s": (now_taken - taken) / 60,
+                    "msg_per_s": (now_taken - taken) / (now - taken_at),
                     "rss_mib": {n: round(rss(pr) / 2**20, 1) for n, pr in processes.items()},
                     "cpu_pct": {n: round(pr.cpu_percent(), 1) for n, pr in processes.items()},
                     "to_db_s": probe.to_db[db_before:],
                     "to_screen_s": probe.to_ws[ws_before:],
                     "rest_s": rest,
                 }
-                taken = now_taken
+                taken, taken_at = now_taken, now
                 samples.append(sample)
                 dead = [n for n, s in services.items() if s.process.poll() is not None]
                 memory = " ".join(f"{n} {m:.0f}" for n, m in sample["rss_mib"].items())

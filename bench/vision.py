@@ -1,7 +1,9 @@
 """``python -m bench.vision``: the vision worker against a naive loop, and cameras per worker, per engine.
 
 For each engine and model, in the same run:
-1. **Naive loop**: every frame of ``highway_720p.mp4`` decoded, detected, tracked and counted.
+1. **Naive loop**: every frame of ``highway_720p.mp4`` read (decoded and converted) on one thread,
+   and one in six (5 analysed frames/s of video time, the worker's rate) detected, tracked and
+   counted.
 2. **Worker**: the same file through the worker (5 analysed frames/s of video time, motion gate),
    read as fast as it goes. Useful throughput is seconds of video analysed per second of wall time;
    the ratio to the naive loop is the figure, with both runs' line counts beside the ground truth.
@@ -38,6 +40,7 @@ TRUTH = json.loads((Path(__file__).parents[1] / "tests" / "data" / "vision_groun
 HIGHWAY = SHARED / "media" / "highway_720p.mp4"
 VIDEOS = [SHARED / "media" / f"{name}_720p.mp4" for name in ("highway", "crosswalk", "bridge_traffic")]
 CLASSES = list(DEFAULT_CLASSES)
+ANALYSIS_FPS = 5.0  # the worker's analysis rate of a camera, and the naive loop's
 
 
 class NullLink:
@@ -78,30 +81,36 @@ def crossed_in(values: dict[str, float]) -> int:
     return int(sum(v for k, v in values.items() if k.endswith("_in")))
 
 
-def naive(detector: Detector) -> tuple[float, int]:
-    """Every frame decoded and detected: (seconds of video per wall second, vehicles in)."""
+def naive(detector: Detector, analysis_fps: float = ANALYSIS_FPS) -> tuple[float, int, int]:
+    """The straightforward loop at the worker's analysis rate: read (decode and convert) every
+    frame, detect, track and count on one in ``fps / analysis_fps``, all on one thread:
+    (seconds of video per wall second, vehicles in, frames analysed)."""
     cap = cv2.VideoCapture(str(HIGHWAY))
     fps = cap.get(cv2.CAP_PROP_FPS)
-    analyser, n = None, 0
+    analyser, n, analysed, due = None, 0, 0, 0.0
     started = time.perf_counter()
     while True:
         ok, image = cap.read()
         if not ok:
             break
-        if analyser is None:
-            analyser = Analyser("naive", highway_config(min(fps, 30)), image.shape[1], image.shape[0])
-        analyser.update(n / fps, detector.detect([image])[0])
+        t = n / fps
+        if t >= due:
+            if analyser is None:
+                analyser = Analyser("naive", highway_config(analysis_fps), image.shape[1], image.shape[0])
+            analyser.update(t, detector.detect([image])[0])
+            analysed += 1
+            due += 1 / analysis_fps
         n += 1
     elapsed = time.perf_counter() - started
-    return n / fps / elapsed, crossed_in(analyser.report({}))
+    return n / fps / elapsed, crossed_in(analyser.report({})), analysed
 
 
 def worker_on_file(detector: Detector, settings: Settings) -> tuple[float, int, int, int]:
     """The worker on the same file: (video s per wall s, vehicles in, frames analysed, frames detected)."""
     worker = Worker(settings, detector)
     link = NullLink()
-    source = FastFileSource(str(HIGHWAY), 5)
-    run = CameraRun(CameraSpec("bench", str(HIGHWAY), highway_config(5)), source, link, settings)
+    source = FastFileSource(str(HIGHWAY), ANALYSIS_FPS)
+    run = CameraRun(CameraSpec("bench", str(HIGHWAY), highway_config(ANALYSIS_FPS)), source, link, settings)
     worker.add(run)
     started = time.perf_counter()
     while worker.cameras:
@@ -116,8 +125,8 @@ def sustains(detector: Detector, settings: Settings, cameras: int, seconds: floa
     runs = []
     for i in range(cameras):
         video = VIDEOS[i % len(VIDEOS)]
-        spec = CameraSpec(f"cam-{i}", str(video), highway_config(5))
-        runs.append(CameraRun(spec, LiveSource(SourceSpec(str(video)), 5), NullLink(), settings))
+        spec = CameraSpec(f"cam-{i}", str(video), highway_config(ANALYSIS_FPS))
+        runs.append(CameraRun(spec, LiveSource(SourceSpec(str(video)), ANALYSIS_FPS), NullLink(), settings))
         worker.add(runs[-1])
     try:
         deadline = time.monotonic() + warmup
@@ -134,7 +143,7 @@ def sustains(detector: Detector, settings: Settings, cameras: int, seconds: floa
         worker.close()
     rates = [(r.analysed - b) / elapsed for r, b in zip(runs, before, strict=True)]
     print(f"    {cameras:3d} cameras: slowest {min(rates):.2f} analysed frames/s, mean {sum(rates) / len(rates):.2f}")
-    return min(rates) >= 0.95 * 5
+    return min(rates) >= 0.95 * ANALYSIS_FPS
 
 
 def most_cameras(detector: Detector, settings: Settings, seconds: float, start: int) -> int:
@@ -202,13 +211,14 @@ def main() -> None:
             e.engine, e.model, CLASSES, confidence=e.confidence, iou=0.45, imgsz=e.imgsz, threads=args.threads
         )
         detector.detect([np.zeros((720, 1280, 3), dtype=np.uint8)])  # load and warm
-        naive_rate, naive_in = naive(detector)
+        naive_rate, naive_in, naive_analysed = naive(detector)
         rate, worker_in, analysed, detected = worker_on_file(detector, settings)
         counts = f"; vehicles in: naive {naive_in}, worker {worker_in} (truth {truth})" if e.counts_mean else ""
         print(f"{e.label}")
         print(
-            f"  naive loop {naive_rate:.2f} video s/s; worker {rate:.2f} video s/s"
-            f" ({analysed} frames analysed, {detected} detected): ratio {rate / naive_rate:.2f}{counts}"
+            f"  naive loop {naive_rate:.2f} video s/s ({naive_analysed} frames analysed);"
+            f" worker {rate:.2f} video s/s ({analysed} frames analysed, {detected} detected):"
+            f" ratio {rate / naive_rate:.2f} (goal: at least 2){counts}"
         )
         n = most_cameras(detector, settings, args.seconds, start=8 if e.engine == "onnx" and e.model == small else 2)
         print(f"  cameras sustained at 5 analysed frames/s: {n}")

@@ -22,6 +22,10 @@ STALE = Counter(
     "ioc_ingest_stale_messages_total", "Messages of an earlier connection, dropped unread: the broker sends them again"
 )
 BACKLOG = Gauge("ioc_ingest_backlog_messages", "Messages received and not yet committed")
+UNPUBLISHED = Counter(
+    "ioc_ingest_unpublished_events_total",
+    "Stored events not published because the outgoing queue was full (screens read them from the database)",
+)
 INBOX_FULL = Counter("ioc_ingest_inbox_full_total", "Times the inbox was full and reading from the broker paused")
 INBOX_WAIT_SECONDS = Counter("ioc_ingest_inbox_wait_seconds_total", "Time reading from the broker was paused")
 NARROWED = Counter(

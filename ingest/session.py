@@ -45,6 +45,12 @@ class BrokerSession:
         self.last_received = time.monotonic()
         self._leaving = False
         self.client, self.address = make_client(settings.mqtt_url, client_id, manual_ack=True)
+        # What ingest publishes (stored events) waits here while the network thread is held by a
+        # full inbox: bounded, and many in flight at once, so that an alert storm during a backlog
+        # cannot grow this process. Past the bound an event is not published: screens get it from
+        # the database (each API node's look, ioc_api/feed.py), as when the broker is away.
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(settings.ingest_publish_queue)
         # One worker subscribes plainly: Mosquitto 2.0 keeps a persistent session's plain
         # subscriptions through its own restart, but forgets shared ones until the worker is back.
         shared, plain = [topics.shared(t) for t in topics.INGEST_SUBSCRIPTIONS], list(topics.INGEST_SUBSCRIPTIONS)
@@ -130,7 +136,8 @@ class BrokerSession:
                 self.client.ack(item.message.mid, item.message.qos)
 
     def publish(self, topic: str, payload: bytes, qos: int) -> None:
-        self.client.publish(topic, payload, qos=qos)
+        if self.client.publish(topic, payload, qos=qos).rc == paho.MQTT_ERR_QUEUE_SIZE:
+            metrics.UNPUBLISHED.inc()
 
     def redeliver(self) -> None:
         """Drop the connection as if it were lost: paho makes a new one, and the broker sends again

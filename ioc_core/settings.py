@@ -113,10 +113,19 @@ class Settings(BaseSettings):
         description="Messages a worker holds received and not yet stored; when full it stops reading from the"
         " broker, so an overload leaves the backlog at the broker, not in the worker's memory.",
     )
+    ingest_publish_queue: int = Field(
+        10_000,
+        gt=0,
+        description="Stored events a worker holds to publish at most; past it they reach the screens through"
+        " each API node's look at the database instead of the broker.",
+    )
     ingest_max_future_s: float = Field(300, description="Readings further ahead than this are refused.")
     retention_days: int = Field(90, gt=0, description="Raw readings older than this are dropped and refused.")
     ingest_registry_refresh_s: float = Field(
-        10, gt=0, description="How soon registry changes (ranges, units) reach ingest."
+        10,
+        gt=0,
+        description="How soon changes to devices ingest has seen (ranges, units) reach it; a device it has not"
+        " seen is looked up at its first message.",
     )
     rollup_interval_s: float = Field(15, gt=0, description="How often the rollups catch up (Apache edition).")
     ingest_metrics_port: int = Field(9101, description="Prometheus /metrics port of ingest.")

@@ -36,7 +36,17 @@ def _line(at: float, topic: str, payload: bytes) -> bytes:
     return orjson.dumps(doc) + b"\n"
 
 
-def record_mqtt(mqtt_url: str, topic: str, out: Path, seconds: float, stop: threading.Event) -> int:
+def record_mqtt(
+    mqtt_url: str,
+    topic: str,
+    out: Path,
+    seconds: float,
+    stop: threading.Event,
+    subscribed: threading.Event | None = None,
+) -> int:
+    """Every message on ``topic`` for ``seconds`` (or until ``stop``) into ``out``; ``subscribed``
+    is set once the broker has confirmed the subscription, from when nothing is missed."""
+    subscribed = subscribed or threading.Event()
     address = parse_url(mqtt_url)
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
     if address.username:
@@ -53,6 +63,7 @@ def record_mqtt(mqtt_url: str, topic: str, out: Path, seconds: float, stop: thre
 
         client.on_message = on_message
         client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+        client.on_subscribe = lambda *_: subscribed.set()
         client.connect(address.host, address.port)
         client.loop_start()
         started = time.monotonic()

@@ -2,6 +2,8 @@
 TimescaleDB cluster (dropped at the end) and a private Mosquitto with the project's config."""
 
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,9 +14,23 @@ import pytest
 from ioc_core.db import migrate
 from ioc_core.settings import Settings
 from ioc_core.units import seed_units
+from tests import support
 from tests.support import Broker, Service, free_port, start_api, wait_until
 
 ADMIN_URL = os.environ.get("IOC_TEST_ADMIN_URL", "postgresql://ioc:ioc@127.0.0.1:5433/postgres")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """What a test's body starts and leaves running, passed or failed, stops with it: a leftover
+    ingest worker would take the next test's messages."""
+    since = len(support.STARTED)
+    yield
+    support.stop_started(since)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    support.stop_started(kept_too=True)
 
 
 def _database_url(name: str) -> str:
@@ -88,6 +104,20 @@ def ingest_subscribed(metrics_port: int) -> bool:
     except httpx.HTTPError:
         return False
     return "ioc_ingest_broker_connected 1.0" in text
+
+
+def _last_success(metrics_port: int, loop: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    found = re.search(rf'^ioc_loop_last_success_timestamp_seconds{{loop="{loop}"}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def ingest_reloaded(metrics_port: int, state: str = "rules") -> None:
+    """Wait until ingest has loaded its ``rules`` (or ``registry``) since this call: two loads end
+    after it, so the second began after it."""
+    since, loop = time.time(), f"{state}-refresh"
+    first = wait_until(lambda: (t := _last_success(metrics_port, loop)) > since and t, what=f"ingest's {loop}")
+    wait_until(lambda: _last_success(metrics_port, loop) > first, what=f"ingest's {loop} again")
 
 
 def start_ingest(env: dict[str, str]) -> Service:

@@ -20,6 +20,24 @@ import paho.mqtt.client as paho
 from ioc_core import broker_files
 from ioc_core.settings import REPO_ROOT
 
+# What tests leave to look at (screenshots, traces): out of the tracked tree unless asked
+# (``make screenshots`` points it at docs/screenshots).
+ARTIFACTS = Path(os.environ.get("IOC_TEST_ARTIFACTS") or REPO_ROOT / "var" / "test-artifacts")
+
+
+# Every process the tests start, in order: what a test started in its body and left running, even
+# when it failed, is stopped after it (tests/conftest.py), and whatever is left at the end of the
+# session.
+STARTED: list["Broker | Service"] = []
+
+
+def stop_started(since: int = 0, kept_too: bool = False) -> None:
+    """Stop the processes first started since ``since`` (an index into STARTED) that are still
+    running, but for those kept for later tests (``keep``)."""
+    for process in STARTED[since:]:
+        if kept_too or not process.kept:
+            process.stop()
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -28,8 +46,10 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, what: str = ""
 ) -> object:
+    """The predicate's first true answer. The bound is for a machine loaded by other work too: a
+    wait ends as soon as its condition holds, so only a failure costs the whole of it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
@@ -71,6 +91,7 @@ class Broker:
         self.device_port = free_port() if device_tls else None
         self.state_dir = Path(tempfile.mkdtemp(prefix="ioc-broker-"))
         self.process: subprocess.Popen | None = None
+        self.kept = False
         accounts = {u: broker_files.hash_password(service_password(u)) for u in broker_files.service_usernames()}
         broker_files.write_broker_files(self.state_dir, accounts, [])
 
@@ -85,6 +106,8 @@ class Broker:
             stdout=open(self.state_dir.parent / f"{self.state_dir.name}.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
+        if self not in STARTED:  # a restart stays with whoever started it first
+            STARTED.append(self)
         wait_until(lambda: port_open(self.port), what=f"broker on port {self.port}")
 
     def stop(self) -> None:
@@ -105,6 +128,13 @@ class Service:
         self.env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
         self.log_path = log_path or Path(tempfile.mkstemp(prefix=f"ioc-{module}-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
+        self.kept = False
+
+    def keep(self) -> "Service":
+        """Started in a test's body for the tests after it (a fixture's process restarted): not
+        stopped when the test ends, but by the fixture that holds it."""
+        self.kept = True
+        return self
 
     def start(self) -> "Service":
         self.process = subprocess.Popen(
@@ -114,6 +144,8 @@ class Service:
             stdout=open(self.log_path, "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
+        if self not in STARTED:
+            STARTED.append(self)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:

@@ -26,6 +26,7 @@ class Seen:
     connack: list[str] = field(default_factory=list)
     pubacks: dict[int, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    subacks: list[int] = field(default_factory=list)
     disconnects: int = 0
 
 
@@ -43,6 +44,7 @@ def connect(
     client.on_connect = lambda c, u, f, rc, p: seen.connack.append(str(rc))
     client.on_publish = lambda c, u, mid, rc, p: seen.pubacks.__setitem__(mid, str(rc))
     client.on_message = lambda c, u, m: seen.messages.append(m.topic)
+    client.on_subscribe = lambda c, u, mid, codes, p: seen.subacks.append(mid)
 
     def on_disconnect(*_) -> None:
         seen.disconnects += 1
@@ -52,6 +54,12 @@ def connect(
     client.loop_start()
     wait_until(lambda: seen.connack, what="the broker's answer")
     return client, seen
+
+
+def subscribe(client: paho.Client, seen: Seen, topic: str) -> None:
+    """Subscribe, once the broker has answered (whether it grants it or not)."""
+    mid = client.subscribe(topic, qos=1)[1]
+    wait_until(lambda: mid in seen.subacks, what="SUBACK")
 
 
 def puback(client: paho.Client, seen: Seen, topic: str) -> str:
@@ -107,11 +115,10 @@ def test_a_device_publishes_only_as_itself_and_reads_nothing(secured) -> None:
     password = made.stdout.strip()
     ca = broker.state_dir / "tls" / "ca.crt"
     monitor, watched = connect(broker.port, "ioc-monitor", service_password("ioc-monitor"))
-    monitor.subscribe("ioc/v1/#", qos=1)
+    subscribe(monitor, watched, "ioc/v1/#")
     device, seen = connect(broker.device_port, mine, password, client_id="anything", ca=ca)
     assert seen.connack == ["Success"]
-    device.subscribe("ioc/v1/#", qos=1)
-    time.sleep(0.3)
+    subscribe(device, seen, "ioc/v1/#")
 
     assert puback(device, seen, f"ioc/v1/sensors/{mine}/readings") == "Success"
     assert puback(device, seen, f"ioc/v1/sensors/{other}/readings") == "Not authorized"

@@ -140,7 +140,6 @@ def chain(service_env: dict[str, str], database_url: str) -> Iterator[dict]:
         )
         create_user(conn, prefix, "city_operator", [], None)
         token = create_token(conn, prefix, "screen", 1)
-    time.sleep(1.0)  # ingest rereads its registry and rules every 0.5 s in tests
     ingest, _ = start_worker(service_env, broker)
     api = start_api({**service_env, "IOC_MQTT_URL": broker.url_for("api")})
     api_port = api.port
@@ -218,7 +217,7 @@ def test_the_chain_loses_and_doubles_nothing_through_kill_and_restarts(
             )
         }
     assert len(opened) == BREACHING
-    wait_until(lambda: opened <= screen.events.keys(), timeout=20, what="the screen to have every alert's event")
+    wait_until(lambda: opened <= screen.events.keys(), timeout=60, what="the screen to have every alert's event")
     screen.stop.set()
     screen.join(5)
     assert screen.reconnects >= 1  # the API restart dropped it, and it came back from its position

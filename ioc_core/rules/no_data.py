@@ -1,6 +1,13 @@
 """No data: a sensor silent for longer than ``factor`` times its ``interval_s`` (or the default)
 opens; its next reading resolves. Judged on a clock by the alert scheduler, so a silence is
-noticed even when the whole city is quiet."""
+noticed even when the rest of the city is quiet.
+
+Silent means behind both the clock and the newest reading stored in the city. When ingest falls
+behind (an overload, a database outage), every stored reading is late alike and no sensor is
+behind the others: without the second bound each such backlog opened a no-data alert on every
+sensor of the city, and resolved them all again minutes later. A silence of the whole city is
+not any one sensor's fault either: ingest's and the API's readiness and the screen's pill say it.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ WHERE s.registered AND (%(kind)s::text IS NULL OR s.kind = %(kind)s)
   AND (%(unit)s::text IS NULL OR s.unit_id = %(unit)s)
 GROUP BY s.id
 HAVING coalesce(max(l.time), s.created_at)
-       < %(now)s - %(factor)s * coalesce(s.interval_s, %(default)s) * interval '1 second'
+       < least(%(now)s, %(newest)s) - %(factor)s * coalesce(s.interval_s, %(default)s) * interval '1 second'
 """
 
 
@@ -47,6 +54,8 @@ class NoData(ClockType):
 
     def check(self, cur: psycopg.Cursor, rules: Iterable[Rule], now: datetime) -> list[Hit]:
         hits = []
+        row = cur.execute("SELECT time FROM readings ORDER BY time DESC LIMIT 1").fetchone()  # the time index
+        newest = row[0] if row else now
         for rule in rules:
             p: Params = rule.params
             silent = {
@@ -58,6 +67,7 @@ class NoData(ClockType):
                         "kind": rule.sensor_kind,
                         "unit": rule.unit_id,
                         "now": now,
+                        "newest": newest,
                         "factor": p.factor,
                         "default": p.default_interval_s,
                     },

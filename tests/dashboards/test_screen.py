@@ -1,8 +1,8 @@
 """The IOC screen and the ward room in headless Chromium (Debian's, driven by Playwright) against the
 running API, ingest, broker and database: logging in, live alerts, acting on them from two
-browsers, what a ward may not see, the languages. Screenshots go to docs/screenshots/."""
+browsers, what a ward may not see, the languages. Screenshots go to tests.support.ARTIFACTS
+(``make screenshots``: docs/screenshots/)."""
 
-import time
 from collections.abc import Iterator
 
 import orjson
@@ -10,12 +10,12 @@ import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from ioc_core.settings import REPO_ROOT
-from tests.support import Broker, Service, publish_all, publisher, wait_until
+from tests.conftest import ingest_reloaded
+from tests.support import ARTIFACTS, Broker, Service, publish_all, publisher, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
+ARRIVES_MS = 20_000  # a bound on a loaded machine, not a speed target: bench/live.py measures that
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 SENSORS = {  # id: (unit, lat, lon)
     "scr-air-hc-1": ("hai-chau", 16.0600, 108.2200),
     "scr-air-hc-2": ("hai-chau", 16.0560, 108.2150),
@@ -33,7 +33,7 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def screen_data(database_url: str, ingest: Service, tokens: dict[str, str]) -> None:
+def screen_data(database_url: str, ingest: Service, tokens: dict[str, str], service_env: dict[str, str]) -> None:
     """The users of the `tokens` fixture, three sensors in two wards and a rule that fires at once."""
     with psycopg.connect(database_url, autocommit=True) as db, db.cursor() as cur:
         cur.executemany(
@@ -46,7 +46,7 @@ def screen_data(database_url: str, ingest: Service, tokens: dict[str, str]) -> N
             " VALUES ('Screen test: PM2.5 above 300', 'threshold', 'scr_air', 'pm25', 'critical', %s)",
             (orjson.dumps({"op": "above", "value": 300, "clear": 250, "for_s": 0}).decode(),),
         )
-    time.sleep(1.2)  # ingest's registry and rules refresh every 0.5 s in tests
+    ingest_reloaded(int(service_env["IOC_INGEST_METRICS_PORT"]))
 
 
 csp_violations: list[str] = []
@@ -98,22 +98,19 @@ def test_a_city_operator_sees_the_city_gets_alerts_live_and_acts_on_them_in_two_
     assert stats["units"] == 94 and set(SENSORS) <= set(stats["sensorIds"])
     other = open_screen(browser, api, "admin")
 
-    started = time.monotonic()
     breach(broker, "scr-air-hc-1")
-    expect(alert_item(city, "scr-air-hc-1")).to_be_visible(timeout=2000)
-    seen_after = time.monotonic() - started
-    expect(alert_item(other, "scr-air-hc-1")).to_be_visible(timeout=2000)
-    assert seen_after < 2.0
+    expect(alert_item(city, "scr-air-hc-1")).to_be_visible(timeout=ARRIVES_MS)
+    expect(alert_item(other, "scr-air-hc-1")).to_be_visible(timeout=ARRIVES_MS)
 
     alert_item(city, "scr-air-hc-1").locator("button[data-action='acknowledge']").click()
-    expect(alert_item(other, "scr-air-hc-1", "acknowledged")).to_be_visible(timeout=2000)
+    expect(alert_item(other, "scr-air-hc-1", "acknowledged")).to_be_visible(timeout=ARRIVES_MS)
     with psycopg.connect(database_url) as db:
         row = db.execute(
             "SELECT state, acknowledged_by FROM alerts WHERE source_id = 'scr-air-hc-1' AND state <> 'resolved'"
         ).fetchone()
     assert row == ("acknowledged", "t-city")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    city.screenshot(path=str(SCREENSHOTS / "city.png"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    city.screenshot(path=str(ARTIFACTS / "city.png"))
 
     # A sensor's history on a click; the connection cut and resumed without a gap.
     city.wait_for_function("() => window.ioc.valuesOf('scr-air-hc-1').includes('pm25')")
@@ -124,7 +121,7 @@ def test_a_city_operator_sees_the_city_gets_alerts_live_and_acts_on_them_in_two_
     expect(city.locator("#connection[data-status='reconnecting']")).to_be_visible()
     breach(broker, "scr-air-hc-3")  # while reconnecting: an alert the screen must not miss
     expect(city.locator("#connection[data-status='live']")).to_be_visible(timeout=5000)
-    expect(alert_item(city, "scr-air-hc-3")).to_be_visible(timeout=2000)
+    expect(alert_item(city, "scr-air-hc-3")).to_be_visible(timeout=ARRIVES_MS)
 
     # The language: Vietnamese by default, English on a click, numbers written the English way.
     expect(city.locator("#kpi-open .label")).to_have_text("Cảnh báo đang mở")
@@ -147,17 +144,17 @@ def test_a_ward_room_sees_its_own_units_only_and_is_cued_on_a_new_alert(
     expect(ward.locator("#response")).to_be_visible()
 
     breach(broker, "scr-air-hcg-1")  # another ward's
-    expect(alert_item(city, "scr-air-hcg-1")).to_be_visible(timeout=2000)
+    expect(alert_item(city, "scr-air-hcg-1")).to_be_visible(timeout=ARRIVES_MS)
     assert alert_item(ward, "scr-air-hcg-1").count() == 0
     assert ward.evaluate("window.ioc.stats().cues") == 0
 
     breach(broker, "scr-air-hc-2")  # its own
-    expect(alert_item(ward, "scr-air-hc-2")).to_be_visible(timeout=2000)
+    expect(alert_item(ward, "scr-air-hc-2")).to_be_visible(timeout=ARRIVES_MS)
     wait_until(lambda: ward.evaluate("window.ioc.stats().cues") >= 1, what="the new-alert cue")
     assert ward.evaluate("window.ioc.stats().cues") == 1
     assert alert_item(ward, "scr-air-hcg-1").count() == 0
     # The key figure counts what the panel lists: its own alerts, this one and the earlier test's.
     expect(ward.locator("#kpi-open .value")).to_have_text(str(ward.locator("#alerts li[data-alert-id]").count()))
-    ward.screenshot(path=str(SCREENSHOTS / "ward.png"))
+    ward.screenshot(path=str(ARTIFACTS / "ward.png"))
     for page in (ward, city):
         page.context.close()

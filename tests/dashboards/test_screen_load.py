@@ -13,7 +13,6 @@ from playwright.sync_api import sync_playwright
 
 from bench.scratch import scratch_stack
 from ioc_api.cli import create_user
-from ioc_core.settings import REPO_ROOT
 from simulators.city import City
 from simulators.faults import FaultRates, Faults
 from simulators.publish import Publisher
@@ -21,9 +20,9 @@ from simulators.registry import load_units, register
 from simulators.runner import run_city
 from tests.conftest import start_ingest
 from tests.dashboards.test_screen import ARGS, CHROMIUM
-from tests.support import Service, free_port
+from tests.support import ARTIFACTS, Service, free_port
 
-TRACE = REPO_ROOT / "docs" / "screenshots" / "wall-trace.json"
+TRACE = ARTIFACTS / "wall-trace.json"
 
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def test_a_quiet_ward_room_cut_off_by_an_api_stop_shows_its_alert_once_live_agai
     room.wait_for_function("() => window.ioc.stats().connection !== 'live'", timeout=30_000)
     breach(stack["broker"], "resume-0")
     wait_until(lambda: opened(database_url, "resume-0"), timeout=60, what="the alert stored")
-    stack["api"] = start_api(stack["api_env"], port)
+    stack["api"] = start_api(stack["api_env"], port).keep()  # the module's tests go on with it
     live_at = wait_live(room)
     expect(alert_item(room, "resume-0")).to_be_visible(timeout=LIVE_TO_ALERT_S * 1000)
     assert time.monotonic() - live_at < LIVE_TO_ALERT_S

@@ -9,10 +9,12 @@ import paho.mqtt.client as paho
 from ingest import metrics
 from ingest.session import BrokerSession
 from ioc_core.settings import Settings
+from tests.support import wait_until
 
 
-def session(inbox: int = 10) -> BrokerSession:
-    return BrokerSession(Settings(ingest_inbox_messages=inbox), "ioc-ingest-test", threading.Event())
+def session(inbox: int = 10, publish_queue: int = 10) -> BrokerSession:
+    settings = Settings(ingest_inbox_messages=inbox, ingest_publish_queue=publish_queue)
+    return BrokerSession(settings, "ioc-ingest-test", threading.Event())
 
 
 def delivered(s: BrokerSession, mid: int, qos: int) -> None:
@@ -37,7 +39,8 @@ def test_a_full_inbox_stops_reading_until_the_worker_takes_from_it() -> None:
     s = session(inbox=3)
     network = threading.Thread(target=lambda: [delivered(s, i, 1) for i in range(1, 6)], daemon=True)
     network.start()
-    time.sleep(0.3)
+    wait_until(lambda: s.backlog() == 3, what="a full inbox")
+    time.sleep(0.3)  # were it still reading, a fourth would be in by now
     assert s.backlog() == 3 and network.is_alive()  # the network thread waits: it reads no more
     assert [s.next(1).message.mid for _ in range(5)] == [1, 2, 3, 4, 5]
     network.join(2)
@@ -52,3 +55,14 @@ def test_a_stopping_worker_is_not_held_by_a_full_inbox() -> None:
     s._stopping.set()
     network.join(2)
     assert not network.is_alive()
+
+
+def test_events_to_publish_are_held_up_to_a_bound_and_the_rest_counted_not_kept() -> None:
+    """The network thread held by a full inbox (or the broker away) cannot send: what waits for it
+    is bounded, so an alert storm during a backlog does not grow the worker."""
+    s = session(publish_queue=3)
+    unpublished = metrics.UNPUBLISHED._value.get()
+    for i in range(5):
+        s.publish("ioc/v1/live/hai-chau/alert.opened", b"{}" + bytes([i]), qos=1)
+    assert len(s.client._out_messages) == 3
+    assert metrics.UNPUBLISHED._value.get() == unpublished + 2

@@ -31,7 +31,7 @@ def _answer(env: dict[str, str]) -> httpx.Response:
             except httpx.TransportError:
                 return None
 
-        return wait_until(answered, timeout=20, what="an answer from /health")
+        return wait_until(answered, timeout=60, what="an answer from /health")
     finally:
         service.stop()
 

@@ -5,6 +5,7 @@ import threading
 import time
 
 from ioc_core import loops
+from tests.support import wait_until
 
 
 def test_a_failing_step_is_counted_backed_off_retried_and_recovers() -> None:
@@ -41,7 +42,8 @@ def test_a_loop_that_keeps_failing_turns_unhealthy_and_is_reported() -> None:
         raise ValueError("broken")
 
     thread = loop.start_thread(step, stopping)
-    time.sleep(0.4)
+    wait_until(lambda: loop.failures >= 2, what="two failed steps")
+    time.sleep(max(0.0, loop.started + loop.grace_s + loop.period_s - time.monotonic()) + 0.05)
     assert not loop.healthy() and not loops.all_healthy()
     assert loops.report()["test-unhealthy"]["last_error"] == "ValueError: broken"
     stopping.set()

@@ -98,7 +98,6 @@ def test_a_faulty_city_through_ingest_stores_each_valid_reading_once_and_dead_le
     units = load_units(database_url, ["hai-chau", "thanh-khe"])
     city = City(units, 60, seed=9, start=time.time() - 1800, hours=0.5, prefix="sim-faulty")
     register(database_url, city.devices())
-    time.sleep(1)  # ingest's registry learns of them
     rates = FaultRates(dropout=0.05, duplicate=0.05, late=0.05, late_s=120, malformed=0.03, gateway=0.3, stuck=0.1)
     faults = Faults(rates, seed=9)
     sent: list[tuple[str, bytes]] = []

@@ -20,12 +20,12 @@ def test_traffic_recorded_then_replayed_at_10x_keeps_its_rhythm_and_can_end_now(
 ) -> None:
     broker = own_broker  # no ingest stores what it sends
     out = tmp_path / "rec.jsonl"
-    stop = threading.Event()
+    stop, subscribed = threading.Event(), threading.Event()
     recorder = threading.Thread(
-        target=record_mqtt, args=(broker.url_for("simulator"), "ioc/v1/sensors/#", out, 30, stop)
+        target=record_mqtt, args=(broker.url_for("simulator"), "ioc/v1/sensors/#", out, 30, stop, subscribed)
     )
     recorder.start()
-    time.sleep(0.5)  # subscribed
+    assert subscribed.wait(30)
     client = publisher(broker.port)
     base = int(time.time() * 1000)
     for i in range(5):  # five messages, 0.4 s apart

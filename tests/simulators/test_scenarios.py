@@ -62,7 +62,7 @@ def test_a_scenario_opens_exactly_the_alerts_it_states_and_they_close(path: Path
             )
 
         try:
-            wait_until(settled, timeout=15, what="exactly the stated alerts, closed")
+            wait_until(settled, timeout=60, what="exactly the stated alerts, closed")
         except TimeoutError:
             assert alerts() == {key: "resolved" if closes else "open" for key, closes in expected.items()}
             raise

@@ -3,7 +3,6 @@ ground truth labelled by eye (``tests/data/vision_labels.md``), carried over the
 the database by ingest, snapshots served by the API."""
 
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -58,7 +57,6 @@ def test_highway_crossings_by_direction_reach_the_database_and_congestion_raises
         " VALUES ('cam-hw', 'Highway', 'hai-chau', %s, %s)",
         (video + "?realtime=0&loop=0", Jsonb(analytics.model_dump(mode="json"))),
     )
-    time.sleep(1)  # ingest's registry (refreshed every 0.5 s in tests) learns of the camera
     settings = Settings(
         mqtt_url=broker.url_for("vision"), snapshot_dir=snapshot_dir, vision_counts_interval_s=5, vision_confidence=0.2
     )

@@ -158,10 +158,10 @@ def test_a_file_read_fast_yields_one_frame_per_analysis_interval_of_video_time(c
 def test_a_live_source_keeps_only_the_newest_frame_and_counts_the_dropped(clip: Path) -> None:
     source = LiveSource(SourceSpec(str(clip), loop=False, realtime=True), analysis_fps=25)
     try:
-        time.sleep(1.0)  # 25 frames arrive, nobody takes them
+        wait_until(lambda: source.stats.frames_dropped >= 15, what="frames that nobody takes")
         frame = source.take()
         assert frame is not None and source.take() is None  # one frame, the newest, and only once
-        assert frame.image.mean() > 5 * 15  # a late frame, not the first
+        assert frame.image.mean() > 5 * 10  # a late frame (frame i is 5 * i bright), not the first
         assert source.stats.frames_dropped >= 15
     finally:
         source.close()
@@ -170,7 +170,7 @@ def test_a_live_source_keeps_only_the_newest_frame_and_counts_the_dropped(clip: 
 def test_a_stream_that_cannot_be_reached_is_retried_with_backoff() -> None:
     source = LiveSource(SourceSpec("http://127.0.0.1:9/none.mjpg"), analysis_fps=5, max_backoff_s=0.5)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while source.stats.reconnects < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert source.stats.reconnects >= 3 and not source.stats.connected and source.take() is None
