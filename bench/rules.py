@@ -1,8 +1,8 @@
 """``python -m bench.rules``: what 1,000 active rules cost ingest, against no rules, in the same run.
 
 1,000 registered air-quality sensors spread over the 94 units send single-reading QoS 1 messages
-(the ingest benchmark's first form). One sensor in ten swings between 20 and 600 µg/m³ every ten
-readings; the others stay below 100. Stage one runs with every rule disabled; stage two with
+(the ingest benchmark's first form). One sensor in ten (``--swinging``) swings between 20 and
+600 µg/m³ every ten readings; the others stay below 100. Stage one runs with every rule disabled; stage two with
 1,000 rules: ten PM2.5 thresholds per unit (limits from 100 to 550 µg/m³; half open at once, so
 each swing opens their alerts and the next resolves them, half must be held 10 minutes, so the
 swinging sensors keep breaches pending), 50 rates of change scoped to units (each sensor's
@@ -25,13 +25,13 @@ SENSORS = 1000
 SWING = 10  # readings on each side of a swing
 
 
-def swinging_messages(n: int, tag: str) -> list[tuple[str, bytes]]:
-    """Message i is reading i // SENSORS of sensor i % SENSORS; every tenth sensor swings."""
+def swinging_messages(n: int, tag: str, every: int = 10) -> list[tuple[str, bytes]]:
+    """Message i is reading i // SENSORS of sensor i % SENSORS; one sensor in ``every`` swings."""
     start = datetime.now(UTC) - timedelta(minutes=2)
     messages = []
     for i in range(n):
         sensor, k = i % SENSORS, i // SENSORS
-        high = sensor % 10 == 0 and k // SWING % 2 == 1
+        high = sensor % every == 0 and k // SWING % 2 == 1
         value = 600 if high else 20 + (sensor + k) % 70
         payload = {"ts": (start + timedelta(microseconds=i)).isoformat(), "values": {"pm25": value}}
         messages.append((f"ioc/v1/sensors/{tag}-{sensor}/readings", orjson.dumps(payload)))
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="alternate the stages this many times")
+    parser.add_argument("--swinging", type=int, default=10, help="one sensor in this many swings across the limits")
     args = parser.parse_args()
 
     with scratch_stack("ioc_bench_rules") as (url, broker):
@@ -99,7 +100,7 @@ def main() -> None:
                 with psycopg.connect(url, autocommit=True) as conn:  # the shipped defaults stay off
                     conn.execute("UPDATE rules SET enabled = (%s AND name LIKE 'bench:%%')", (on,))
                 tag = tags[2 * r + on]
-                messages = swinging_messages(args.messages, tag)
+                messages = swinging_messages(args.messages, tag, args.swinging)
                 rates.append(ingest_drain(env, broker, url, args.workers, messages, args.messages, f"{tag}-%"))
             opened, resolved = alerts_of(url, tags[2 * r + 1])
             print(

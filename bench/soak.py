@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> dict:
                 dead = [n for n, s in services.items() if s.process.poll() is not None]
                 memory = " ".join(f"{n} {m:.0f}" for n, m in sample["rss_mib"].items())
                 latency = " ".join(
-                    f"{key} p50 {p(sample[key], 50) or 0:.3f} s" for key in ("to_db_s", "to_screen_s", "rest_s")
+                    f"{key} p50 {p(sample[key], 50):.3f} s" if sample[key] else f"{key} over 30 s"
+                    for key in ("to_db_s", "to_screen_s", "rest_s")
                 )
                 print(
                     f"  min {minute:3d}: {sample['msg_per_s']:7,.0f} msg/s  RSS MiB: {memory}  {latency}"
@@ -257,7 +258,9 @@ def summary(result: dict) -> None:
         return statistics.mean(s[key][name] if name else s[key] for s in ss)
 
     def pair(values: list[float]) -> str:
-        return f"{p(values, 50) or 0:.3f} / {p(values, 95) or 0:.3f}"
+        if not values:  # no probe reached it within the probe's 30 s
+            return "over 30 s"
+        return f"{p(values, 50):.3f} / {p(values, 95):.3f}"
 
     print(f"\n  {'':36} {'first ' + str(k) + ' min':>16} {'last ' + str(k) + ' min':>16}")
     print(f"  {'messages/s':36} {mean(first, 'msg_per_s'):16,.0f} {mean(last, 'msg_per_s'):16,.0f}")
