@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: help run test setup lint format bench bench-rest bench-vision soak screenshots stop
+.PHONY: help run test setup lint format bench bench-rest bench-vision bench-reports soak screenshots stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -25,11 +25,15 @@ bench-vision: setup ## The vision worker against a naive loop, and cameras per w
 bench-rest: setup ## REST latency on a loaded dataset (50 million readings: about half an hour to load)
 	@.venv/bin/python -m bench.rest
 
+bench-reports: setup ## Citizens' reports: filing at 50/s with photos; the tracking and civic sprint pages on a million tickets
+	@.venv/bin/python -m bench.reports
+
 soak: setup ## Half an hour at 5,000 messages/s: memory and latency of every service, first minutes against last (not in CI)
 	@.venv/bin/python -m bench.soak
 
 screenshots: setup ## The screen's pictures and the wall's frame trace in docs/screenshots, taken by the browser tests
-	@IOC_TEST_ARTIFACTS=docs/screenshots .venv/bin/pytest -q tests/dashboards/test_screen.py tests/dashboards/test_screen_load.py
+	@IOC_TEST_ARTIFACTS=docs/screenshots .venv/bin/pytest -q tests/dashboards/test_screen.py tests/dashboards/test_screen_load.py \
+		tests/dashboards/test_reports_e2e.py
 
 lint: setup ## ruff, as CI runs it
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

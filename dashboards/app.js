@@ -20,6 +20,9 @@ const state = {
   sensors: new Map(),      // id -> {id, kind, name, unit_id, status, values: {metric: {value, time}}, marker}
   cameras: new Map(),      // id -> camera, with its marker
   alerts: new Map(),       // id -> alert (open and acknowledged)
+  tickets: new Map(),      // id -> citizens' report ticket (open), with its marker
+  resolving: null,         // the ticket whose resolution an operator is writing
+  ticketCues: 0,           // new-report cues given (the tests read it)
   position: null,          // the live feed's position: every event it shows is on the screen
   broker: true,            // whether live values flow (the server says, with each position)
   heardAt: 0,              // when the server last sent anything (ms)
@@ -277,6 +280,134 @@ function actionButton(alert, action) {
   return button;
 }
 
+// --- citizens' reports: the unit's open tickets, overdue first, with a marker each
+
+const TICKET_COLOUR = "#b57edc";
+
+async function loadTickets() {
+  if (!OPERATORS.has(state.me?.role)) return;
+  const tickets = await api("/tickets?limit=500");
+  for (const old of state.tickets.values()) old.marker?.remove();
+  state.tickets = new Map(tickets.map((k) => [k.id, k]));
+  renderTickets();
+}
+
+function hoursText(k) {
+  const h = i18n.number(Math.abs(k.working_hours_left), 1);
+  return t(k.working_hours_left >= 0 ? "hours_left" : "overdue").replace("{h}", h);
+}
+
+function renderTickets(fresh = new Set()) {
+  if (state.resolving) return;  // not while an operator writes a resolution: it would be wiped
+  const list = $("tickets");
+  const sorted = [...state.tickets.values()].sort((a, b) => a.working_hours_left - b.working_hours_left);
+  list.replaceChildren(...sorted.map((k) => {
+    const li = document.createElement("li");
+    li.dataset.ticketId = k.id;
+    li.dataset.state = k.state;
+    if (fresh.has(k.id)) li.classList.add("fresh");
+    li.innerHTML = `<div><span class="sev ${k.emergency ? "major" : "minor"}"></span> <span class="title"></span></div>` +
+      `<div class="meta"></div><div class="state"></div><div class="actions"></div>`;
+    li.querySelector(".sev").textContent = k.emergency ? t("emergency") : k.category;
+    li.querySelector(".title").textContent = k.description;  // what citizens wrote: text, never HTML
+    const unit = state.units.get(k.unit_id)?.properties.name ?? k.unit_id;
+    li.querySelector(".meta").textContent = `${unit} · ${t("reporters").replace("{n}", k.reporters)} · ${i18n.age(k.received_at)}`;
+    li.querySelector(".state").textContent = `${t(k.state)} · ${hoursText(k)}`;
+    const actions = li.querySelector(".actions");
+    if (k.state === "received") actions.append(ticketButton(k, "accept"));
+    if (k.state !== "in_progress") actions.append(ticketButton(k, "start"));
+    actions.append(ticketButton(k, "resolve"));
+    li.addEventListener("click", () => map.setView([k.lat, k.lon], Math.max(map.getZoom(), 15)));
+    k.marker ??= L.circleMarker([k.lat, k.lon], { renderer, radius: 7, color: "#0b1117", weight: 1,
+      fillColor: TICKET_COLOUR, fillOpacity: 0.95 }).bindTooltip(() => esc(k.description)).addTo(map);
+    return li;
+  }));
+  if (!sorted.length) list.innerHTML = `<li class="meta">${t("no_tickets")}</li>`;
+}
+
+function ticketButton(ticket, step) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.step = step;
+  button.textContent = t(step);
+  button.addEventListener("click", async (e) => {
+    e.stopPropagation();
+    if (step === "resolve") { resolveForm(ticket, button.closest("li")); return; }
+    button.disabled = true;
+    try {
+      await api(`/tickets/${ticket.id}/${step}`, { method: "POST", body: "{}" });
+      await loadTickets();
+    } catch { button.disabled = false; }
+  });
+  return button;
+}
+
+function resolveForm(ticket, li) {
+  // What was done, and up to three photos of it: what the citizen will see.
+  state.resolving = ticket.id;
+  const form = document.createElement("form");
+  form.className = "resolve";
+  form.innerHTML = '<textarea name="note" required maxlength="2000" rows="2"></textarea>' +
+    '<input name="photo" type="file" accept="image/jpeg,image/png,image/webp" multiple>' +
+    '<div class="actions"><button type="submit"></button><button type="button" data-cancel></button></div>';
+  form.note.placeholder = t("note_resolve");
+  form.querySelector("[type=submit]").textContent = t("resolve");
+  form.querySelector("[data-cancel]").textContent = t("close");
+  form.addEventListener("click", (e) => e.stopPropagation());
+  form.querySelector("[data-cancel]").addEventListener("click", () => { state.resolving = null; renderTickets(); });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = new FormData(form);
+    if (!form.photo.files.length) body.delete("photo");
+    const response = await fetch(`/api/v1/tickets/${ticket.id}/resolve-with-photo`, {
+      method: "POST", body, headers: { Authorization: `Bearer ${state.token}` },
+    });
+    if (!response.ok) return;
+    state.resolving = null;
+    await loadTickets();
+  });
+  li.append(form);
+  form.note.focus();
+}
+
+let ticketReload = null;
+let newTickets = [];
+function onTicketEvent(event) {
+  if (event.kind === "citizen.report.received" && !event.replay) newTickets.push(event);
+  clearTimeout(ticketReload);
+  ticketReload = setTimeout(async () => {
+    const fresh = newTickets;
+    newTickets = [];
+    await loadTickets();
+    if (fresh.length) {
+      state.ticketCues += fresh.length;
+      renderTickets(new Set(fresh.map((e) => e.data?.ticket_id)));
+      if (state.me?.role === "ward_operator") beep();
+    }
+  }, 100);
+}
+
+async function loadSprint() {
+  // The civic sprint on the city's screen: the units most and least on time over 30 days.
+  if (state.me?.role === "ward_operator") return;
+  const rows = (await (await fetch("/api/v1/open/sprint/ranking")).json()).filter((r) => r.received > 0);
+  const box = $("sprint");
+  box.hidden = !rows.length;
+  if (!rows.length) return;
+  const shown = rows.length > 8 ? [...rows.slice(0, 4), ...rows.slice(-4)] : rows;
+  const table = document.createElement("table");
+  for (const r of shown) {
+    const tr = table.insertRow();
+    tr.insertCell().textContent = `${r.rank}. ${r.unit_name}`;
+    const cell = tr.insertCell();
+    cell.className = "num";
+    cell.textContent = `${i18n.number((r.on_time_share ?? 0) * 100, 0)} %`;
+  }
+  const title = document.createElement("strong");
+  title.textContent = t("sprint");
+  box.replaceChildren(title, table);
+}
+
 let alertReload = null;
 let newlyOpened = [];
 function onAlertEvent(event) {
@@ -465,6 +596,7 @@ function onEvent(event) {
   state.seen.add(event.id);
   if (state.seen.size > 10000) state.seen.delete(state.seen.values().next().value);
   if (event.kind.startsWith("alert.")) onAlertEvent(event);
+  if (event.kind.startsWith("citizen.report.")) onTicketEvent(event);
   if (event.kind.startsWith("device.")) {
     const s = state.sensors.get(event.source.id) ?? state.cameras.get(event.source.id);
     if (s) { s.status = event.kind.slice(7); recolourSensors(); }
@@ -472,7 +604,7 @@ function onEvent(event) {
 }
 
 async function reload() {
-  await Promise.all([loadSensors(), loadCameras(), loadAlerts(), loadResponseFigures()]);
+  await Promise.all([loadSensors(), loadCameras(), loadAlerts(), loadTickets(), loadResponseFigures(), loadSprint()]);
 }
 
 // --- session and language
@@ -485,6 +617,7 @@ function labels() {
   $("lang").textContent = i18n.lang === "vi" ? "EN" : "VI";
   $("logout").textContent = t("logout");
   $("alerts-title").textContent = t("alerts");
+  $("tickets-title").textContent = t("tickets");
   $("chart-close").textContent = t("close");
   $("login-title").textContent = t("login");
   $("login-button").textContent = t("login");
@@ -509,7 +642,8 @@ async function start() {
   await reload();
   connect();
   setInterval(watchConnection, 1000);
-  setInterval(() => renderAlerts(), 15000);  // ages
+  setInterval(() => { renderAlerts(); renderTickets(); }, 15000);  // ages
+  setInterval(loadSprint, 300000);
   setInterval(loadResponseFigures, 60000);
 }
 
@@ -517,6 +651,7 @@ $("lang").addEventListener("click", () => {
   i18n.setLang(i18n.lang === "vi" ? "en" : "vi");
   labels();
   renderAlerts();
+  renderTickets();
   drawKpis();
 });
 $("logout").addEventListener("click", logout);
@@ -543,6 +678,9 @@ window.ioc = {
     cameras: state.cameras.size,
     alerts: state.alerts.size,
     cues: state.cues,
+    tickets: state.tickets.size,
+    ticketIds: [...state.tickets.keys()],
+    ticketCues: state.ticketCues,
     connection: $("connection").dataset.status,
     sensorIds: [...state.sensors.keys()],
   }),

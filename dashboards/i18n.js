@@ -16,6 +16,10 @@ const WORDS = {
     response_week: "Thời gian phản hồi (7 ngày)", ack_median: "Tiếp nhận (trung vị)", resolve_median: "Xử lý (trung vị)",
     history: "Lịch sử 24 giờ", close: "Đóng", counts: "Đếm", snapshot: "Ảnh chụp", sensors: "cảm biến", units: "đơn vị",
     ago: "trước", just_now: "vừa xong", new_alert: "Cảnh báo mới",
+    tickets: "Phản ánh của người dân", no_tickets: "Không có phản ánh đang mở", accept: "Nhận xử lý",
+    start: "Bắt đầu xử lý", received: "Mới", accepted: "Đã nhận", in_progress: "Đang xử lý",
+    note_resolve: "Kết quả xử lý:", hours_left: "còn {h} giờ", overdue: "quá hạn {h} giờ", reporters: "{n} người",
+    sprint: "Xử lý phản ánh đúng hạn (30 ngày)", emergency: "Khẩn",
   },
   en: {
     title: "Da Nang Intelligent Operations Centre",
@@ -32,6 +36,10 @@ const WORDS = {
     response_week: "Response times (7 days)", ack_median: "Acknowledge (median)", resolve_median: "Resolve (median)",
     history: "Last 24 hours", close: "Close", counts: "Counts", snapshot: "Snapshot", sensors: "sensors", units: "units",
     ago: "ago", just_now: "just now", new_alert: "New alert",
+    tickets: "Citizens' reports", no_tickets: "No open reports", accept: "Accept",
+    start: "Start work", received: "New", accepted: "Accepted", in_progress: "In progress",
+    note_resolve: "What was done:", hours_left: "{h} h left", overdue: "{h} h overdue", reporters: "{n} people",
+    sprint: "Reports handled on time (30 days)", emergency: "Emergency",
   },
 };
 

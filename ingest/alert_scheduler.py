@@ -1,5 +1,5 @@
-"""What must happen when nothing arrives: escalation of unacknowledged alerts and clock rules
-(no data).
+"""What must happen when nothing arrives: escalation of unacknowledged alerts, clock rules (no
+data), and citizens' reports past their deadline (``ingest/ticket_deadlines.py``).
 
 It runs on a clock, not on readings, so an alert escalates and a silent sensor is noticed even
 when the whole city is quiet. Every ingest worker runs it; an advisory lock lets one at a time do
@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ingest.alerting import open_alert, resolve_alert
+from ingest.ticket_deadlines import watch_tickets
 from ioc_core.events import Event, Location, Source, insert_event
 from ioc_core.rules import RULE_COLUMNS, TYPES, ClockType, Rule
 from ioc_core.settings import Settings
@@ -113,6 +114,7 @@ class AlertScheduler:
                     log.error("rule ignored: unreadable parameters", extra={"rule_id": row["id"], "error": str(exc)})
             with conn.transaction(), conn.cursor() as cur:
                 events = escalate(cur, self._settings, now) + check_clock_rules(cur, rules, now)
+                events += watch_tickets(cur, self._settings, now)
         self._publish(events)  # committed: stored before it is pushed
         if events:
             log.info("alerts escalated or silent sensors judged", extra={"events": len(events)})

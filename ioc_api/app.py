@@ -17,6 +17,8 @@ from ioc_api.deps import EVERY_UNIT, clear_scope, scoped_connection
 from ioc_api.feed import EventFeed
 from ioc_api.headers import SecurityHeaders
 from ioc_api.live import VALUE_SLOTS, VALUES_PERIOD_S, LiveHub
+from ioc_api.photos import PhotoStore
+from ioc_api.rate_limits import RateLimits
 from ioc_api.routes import (
     alerts,
     audit_log,
@@ -26,15 +28,23 @@ from ioc_api.routes import (
     events,
     health,
     live,
+    open311,
     performance,
+    public_reports,
     readings,
     registry,
+    report_admin,
     rules,
     screen,
+    sprint,
+    tickets,
     units,
 )
+from ioc_api.tickets import Tickets
+from ioc_core.addresses import Gazetteer
 from ioc_core.loops import Loop
 from ioc_core.settings import REPO_ROOT, Settings, get_settings
+from ioc_core.working_days import WorkingCalendar, parse_office_hours
 
 DASHBOARDS_DIR = REPO_ROOT / "dashboards"
 
@@ -90,6 +100,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool, app.state.hub, app.state.bus, app.state.settings = pool, hub, bus, settings
         app.state.feed = feed
         app.state.latest_bodies = BodyCache(settings.latest_max_age_s)
+        app.state.sprint_bodies = BodyCache(settings.sprint_max_age_s)
+        app.state.rate_limits = RateLimits()
+        app.state.calendar = WorkingCalendar({}, parse_office_hours(settings.office_hours))
+        app.state.tickets = Tickets(
+            app.state.calendar,
+            Gazetteer([]),
+            PhotoStore(settings.photo_dir),
+            settings.report_duplicate_m,
+            settings.report_duplicate_hours,
+            int(settings.photo_quota_mb * 1_000_000),
+        )
+        reference = Loop("report-reference", 60)
+
+        async def load_reference() -> None:
+            await app.state.tickets.reload(pool)
+
+        tasks.append(asyncio.create_task(reference.run_async(load_reference), name="report-reference"))
         try:
             yield
         finally:
@@ -126,8 +153,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dead_letters,
         screen,
         audit_log,
+        tickets,
+        public_reports,
+        report_admin,
+        sprint,
     ):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(open311.router)
     app.include_router(live.rest, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")

@@ -16,6 +16,8 @@ mqtt revoke USERNAME    the account is removed and its connections are closed
 mqtt list
 mqtt sync               rewrite the files from the database (a new or rebuilt broker)
 mqtt bootstrap --env-file FILE   every service account, with its URL in FILE (make run)
+
+Citizens' reports: apikey, category and calendar (ioc_api/report_cli.py says how).
 """
 
 import argparse
@@ -28,7 +30,7 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ioc_api import broker_accounts
+from ioc_api import broker_accounts, report_cli
 from ioc_api.security import ROLES, digest, hash_password
 from ioc_core.settings import get_settings
 
@@ -116,6 +118,7 @@ def main() -> None:
     mqtt.add_parser("list")
     mqtt.add_parser("sync")
     mqtt.add_parser("bootstrap").add_argument("--env-file", type=Path, required=True)
+    report_cli.add_parsers(sub)
     args = parser.parse_args()
     if args.what == "mqtt":
         try:
@@ -125,6 +128,9 @@ def main() -> None:
         return
 
     with _connect() as conn:
+        if args.what in report_cli.COMMANDS:
+            report_cli.run(conn, args, _audit)
+            return
         match args.what, getattr(args, "action", None):
             case "user", "create":
                 units = [u for u in args.units.split(",") if u]

@@ -14,7 +14,8 @@ COMMON = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
-    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+    # The public report page asks for the phone's position (and may take a photo with its camera).
+    (b"permissions-policy", b"camera=(self), microphone=(), geolocation=(self), payment=()"),
 ]
 # The interactive API docs load Swagger UI and ReDoc from a CDN: they keep the common headers only.
 _DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc"}

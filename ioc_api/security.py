@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import AsyncConnection
 
-ROLES = ("admin", "engineer", "city_operator", "ward_operator", "public")
+ROLES = ("admin", "engineer", "city_operator", "ward_operator", "hotline_operator", "public")
 _hasher = PasswordHasher()
 # Verifying against this keeps the time of a login for an unknown user like that of a known one.
 _DUMMY_HASH = _hasher.hash("not a password")

@@ -61,6 +61,25 @@ class Settings(BaseSettings):
         description="Reference data (Da Nang's units, footage, models) used to seed and demo.",
     )
 
+    office_hours: list[tuple[str, str]] = Field(
+        [("07:30", "11:30"), ("13:00", "17:00")],
+        description="Office hours of working days, in which citizens' reports' working time runs (JSON).",
+    )
+    photo_dir: Path = Field(REPO_ROOT / "var" / "photos", description="Where the photos of citizens' reports are kept.")
+    photo_max_bytes: int = Field(8_000_000, gt=0, description="The largest photo a report may bring.")
+    photo_quota_mb: float = Field(2048, gt=0, description="Photo storage of each unit's tickets, in MB.")
+    report_duplicate_m: float = Field(
+        100, ge=0, description="A report this close to an open ticket of its category joins it (metres)."
+    )
+    report_duplicate_hours: float = Field(
+        72, ge=0, description="... if that ticket was received within this many hours."
+    )
+    report_close_after_days: float = Field(
+        5, gt=0, description="Working days after which a resolved ticket that nobody disputed closes itself."
+    )
+    reports_per_minute: int = Field(10, ge=1, description="Reports one client address may file a minute (public page).")
+    sprint_max_age_s: float = Field(60, ge=0, description="How long a civic sprint body is shared by its callers.")
+
     rules_refresh_s: float = Field(5.0, gt=0, description="How often ingest reloads rules and open alerts.")
     alert_check_s: float = Field(
         5.0, gt=0, description="How often escalations and no-data rules are checked (on a clock, not on readings)."
@@ -130,6 +149,11 @@ class Settings(BaseSettings):
     rollup_interval_s: float = Field(15, gt=0, description="How often the rollups catch up (Apache edition).")
     ingest_metrics_port: int = Field(9101, description="Prometheus /metrics port of ingest.")
     live_digest_interval_s: float = Field(1.0, gt=0, description="Period of the per-unit digest of changed values.")
+
+    sim_api_url: str = Field("http://127.0.0.1:8080", description="The API the simulator files citizens' reports to.")
+    sim_open311_key: str | None = Field(
+        None, description="The simulator's Open311 key (channel simulated): without it, no reports are filed."
+    )
 
     vision_engine: Literal["ultralytics", "onnx"] = Field(
         "ultralytics", description="Detector: Ultralytics (PyTorch, or its exports), or ONNX Runtime alone."

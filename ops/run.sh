@@ -10,6 +10,11 @@ mkdir -p var
 # Each service's own broker account; their URLs (with passwords) stay in a file only its owner
 # reads, and each program gets its own (ops/as-service.sh).
 .venv/bin/python -m ioc_api.cli mqtt bootstrap --env-file var/secrets/mqtt.env
+# The simulated city files its citizens' reports through Open311 with a key of its own, new at
+# each start (the last one is revoked), which only the simulator's programs read.
+key=$(.venv/bin/python -m ioc_api.cli apikey create simulator --channel simulated --replace --per-minute 600)
+install -m 600 /dev/null var/secrets/simulator.env
+echo "IOC_SIM_OPEN311_KEY=$key" > var/secrets/simulator.env
 # A small simulated city by default (IOC_SIM_SENSORS=0 turns it off), and its camera streams.
 export IOC_SIM_SENSORS=${IOC_SIM_SENSORS:-1000}
 [ "$IOC_SIM_SENSORS" -gt 0 ] && export IOC_SIM_AUTOSTART=true || export IOC_SIM_AUTOSTART=false

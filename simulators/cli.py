@@ -16,6 +16,7 @@ from ioc_core.settings import get_settings
 from simulators.city import KINDS
 from simulators.faults import FaultRates
 from simulators.registry import load_units, register
+from simulators.reports import CityReports, Open311Poster, file_city_reports
 from simulators.runner import CityRun, run_sharded
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -58,6 +59,9 @@ def city(
     ] = "",
     do_register: Annotated[bool, typer.Option("--register/--no-register", help="Register the sensors first.")] = True,
     processes: Annotated[int, typer.Option(help="Publishing processes, each with a share of the sensors.")] = 1,
+    reports: Annotated[
+        bool, typer.Option(help="At real time, file its people's reports through Open311 (IOC_SIM_OPEN311_KEY).")
+    ] = True,
 ) -> None:
     """Run a city of sensors: daily rhythms, weather, tide, and faulty devices at set rates."""
     settings = get_settings()
@@ -89,7 +93,16 @@ def city(
     )
     if do_register:
         typer.echo(f"registered {register(settings.database_url, plan.city((0, 1)).devices())} sensors")
-    stats, counts = run_sharded(plan, processes, _stop_on_signals())
+    stop = _stop_on_signals()
+    poster = None
+    if reports and speed == 1 and settings.sim_open311_key:
+        poster = Open311Poster(settings.sim_api_url, settings.sim_open311_key)
+        threading.Thread(
+            target=file_city_reports, args=(CityReports(city_units, seed), poster, stop), daemon=True
+        ).start()
+    stats, counts = run_sharded(plan, processes, stop)
+    if poster:
+        typer.echo(f"{poster.filed:,} citizens' reports filed, {poster.refused:,} refused")
     typer.echo(
         f"{stats.readings:,} readings ({stats.values:,} values) in {stats.messages:,} messages,"
         f" {stats.seconds:.1f} s ({stats.rate:,.0f} msg/s);"

@@ -23,6 +23,7 @@ Send = Callable[[list[tuple[str, bytes]]], None]
 class RunStats:
     readings: int = 0
     values: int = 0  # rows the readings make
+    reports_filed: int = 0  # citizens' reports filed through Open311 (scenarios)
     messages: int = 0
     seconds: float = 0.0
 

@@ -9,6 +9,8 @@ speed (``IOC_ALERT_CLOCK=data`` lets no-data rules and escalation keep the sim's
 
 from __future__ import annotations
 
+import logging
+import random
 import re
 import time
 from datetime import datetime, timedelta
@@ -27,9 +29,11 @@ from simulators.city import KINDS, City, Override
 from simulators.faults import FaultRates, Faults
 from simulators.publish import Publisher
 from simulators.registry import load_units, register
+from simulators.reports import WORDS, Open311Poster, SimReport, near
 from simulators.runner import RunStats, run_city
 from simulators.weather import Weather
 
+log = logging.getLogger(__name__)
 CITY_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h)$")
 
@@ -60,6 +64,8 @@ class Incident(_Strict):
     camera: str | None = None  # crowd: the camera that sees it
     people: int = 60  # crowd
     parking: float = 0.98  # crowd: the car parks nearby fill up
+    reports: int = 0  # citizens who report it, over its first half, from around the unit's centre
+    category: str | None = None  # their reports' category (default: the incident's own)
 
 
 class Expected(_Strict):
@@ -76,6 +82,23 @@ class Expected(_Strict):
         return self.camera or f"every {self.kind} sensor in {self.unit}"
 
 
+class ExpectedTickets(_Strict):
+    """The tickets a scenario's reports must make: the reports near each other join one ticket."""
+
+    unit: str
+    category: str
+    tickets: int
+    reports: int
+
+
+INCIDENT_CATEGORY = {
+    "flood": "flooding",
+    "pollution": "environment_sanitation",
+    "outage": "other",
+    "crowd": "security_order",
+}
+
+
 class Scenario(_Strict):
     tag: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")  # in the ids of its sensors: sim-{tag}-...
     name: str
@@ -88,6 +111,7 @@ class Scenario(_Strict):
     sensors: dict[str, int]  # kind -> sensors in every unit
     incidents: list[Incident]
     expect: list[Expected]
+    expect_tickets: list[ExpectedTickets] = []
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -162,6 +186,21 @@ class Scenario(_Strict):
                 out.append((begin + offset, topic, orjson.dumps(payload)))
         return sorted(out)
 
+    def reports(self, start: float, city: City) -> list[SimReport]:
+        """What the incidents' witnesses report: spread over the first half of each incident, from
+        within 40 m of the unit's centre (so that they join one ticket)."""
+        units = {u.id: u for u in city.units}
+        rng = random.Random(self.seed)
+        out = []
+        for i in self.incidents:
+            begin, half = start + seconds(i.at), seconds(i.lasts) / 2
+            category = i.category or INCIDENT_CATEGORY[i.type]
+            for k in range(i.reports):
+                lat, lon = near(units[i.unit], rng, 40)
+                at = begin + half * (k + 0.5) / i.reports
+                out.append(SimReport(at, i.unit, category, lat, lon, f"{self.name}: {WORDS[category]}"))
+        return sorted(out, key=lambda r: r.time)
+
     def register_cameras(self, database_url: str, city: City) -> None:
         units = {u.id: u for u in city.units}
         with psycopg.connect(database_url, autocommit=True) as conn:
@@ -184,11 +223,20 @@ def run_scenario(
     register(settings.database_url, city.devices())
     plan.register_cameras(settings.database_url, city)
     camera_events = plan.camera_events(start)
+    reports = plan.reports(start, city)
+    poster = None
+    if reports and settings.sim_open311_key:
+        poster = Open311Poster(settings.sim_api_url, settings.sim_open311_key)
+    elif reports:
+        log.warning("the scenario's reports are not filed: no IOC_SIM_OPEN311_KEY")
     publisher = Publisher(settings.mqtt_url, f"sim-scenario-{plan.seed}-{int(time.time())}")
 
     def with_cameras(t: float) -> list[tuple[str, bytes]]:
+        """The camera events due by sim time t (to publish), and the reports due, filed."""
         due = [(topic, payload) for at, topic, payload in camera_events if at <= t]
         del camera_events[: len(due)]
+        while poster and reports and reports[0].time <= t:
+            poster.post(reports.pop(0))
         return due
 
     stats = run_city(
@@ -202,4 +250,7 @@ def run_scenario(
         show_progress=show_progress,
     )
     publisher.close()
+    if poster:
+        stats.reports_filed = poster.filed
+        poster.close()
     return stats

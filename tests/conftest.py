@@ -80,9 +80,11 @@ def snapshot_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def service_env(database_url: str, broker: Broker, snapshot_dir) -> dict[str, str]:
+def service_env(database_url: str, broker: Broker, snapshot_dir, tmp_path_factory) -> dict[str, str]:
     return {
         "IOC_SNAPSHOT_DIR": str(snapshot_dir),
+        "IOC_PHOTO_DIR": str(tmp_path_factory.mktemp("photos")),
+        "IOC_REPORTS_PER_MINUTE": "1000",  # the tests file many from one address; the limit has its own test
         "IOC_DATABASE_URL": database_url,
         "IOC_MQTT_URL": broker.url_for("ingest"),
         "IOC_LOG_LEVEL": "INFO",

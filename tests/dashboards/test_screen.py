@@ -8,28 +8,18 @@ from collections.abc import Iterator
 import orjson
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ingest_reloaded
 from tests.support import ARTIFACTS, Broker, Service, publish_all, publisher, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
 ARRIVES_MS = 20_000  # a bound on a loaded machine, not a speed target: bench/live.py measures that
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SENSORS = {  # id: (unit, lat, lon)
     "scr-air-hc-1": ("hai-chau", 16.0600, 108.2200),
     "scr-air-hc-2": ("hai-chau", 16.0560, 108.2150),
     "scr-air-hc-3": ("hai-chau", 16.0620, 108.2180),
     "scr-air-hcg-1": ("hoa-cuong", 16.0190, 108.2200),
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from simulators.publish import Publisher
 from simulators.registry import load_units, register
 from simulators.runner import run_city
 from tests.conftest import start_ingest
-from tests.dashboards.test_screen import ARGS, CHROMIUM
+from tests.dashboards.conftest import ARGS, CHROMIUM
 from tests.support import ARTIFACTS, Service, free_port
 
 TRACE = ARTIFACTS / "wall-trace.json"

@@ -11,25 +11,15 @@ from datetime import UTC, datetime
 import orjson
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from ioc_api.cli import create_token, create_user
 from ioc_core.events import Event, Source, insert_event
 from tests.conftest import start_ingest
 from tests.support import Broker, free_port, publish_all, publisher, start_api, wait_until
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 UNIT = "ba-na"  # a unit no other test writes to: the room is quiet until this test speaks
 LIVE_TO_ALERT_S = 2.0
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,15 @@ ORIGIN = "https://ops.danang.gov.vn"
 @pytest.fixture(scope="module")
 def strict_api(service_env: dict[str, str], broker: Broker) -> Iterator[str]:
     """An API node with small login limits (lockout after 3 failures, for 3 s; 5 attempts a
-    minute per address) and one allowed web origin. Yields its base URL."""
+    minute per address), 3 public reports a minute per address, and one allowed web origin.
+    Yields its base URL."""
     env = {
         **service_env,
         "IOC_MQTT_URL": broker.url_for("api"),
         "IOC_LOGIN_MAX_FAILURES": "3",
         "IOC_LOGIN_LOCKOUT_MINUTES": "0.05",
         "IOC_LOGIN_ATTEMPTS_PER_MINUTE": "5",
+        "IOC_REPORTS_PER_MINUTE": "3",
         "IOC_CORS_ORIGINS": f'["{ORIGIN}"]',
     }
     service = start_api(env)
@@ -77,6 +79,15 @@ def test_login_attempts_are_limited_per_client_address(strict_api: str) -> None:
         assert 1 <= int(answers[-1].headers["retry-after"]) <= 60
     with client_from(strict_api, "127.0.0.14") as other:  # another address is not held back
         assert other.post("/auth/login", json={"username": "nobody", "password": "x"}).status_code == 401
+
+
+def test_public_reports_are_limited_per_client_address(strict_api: str) -> None:
+    form = {"category": "other", "description": "x", "lat": 16.0637, "lon": 108.2225}
+    with client_from(strict_api, "127.0.0.31") as one, client_from(strict_api, "127.0.0.32") as other:
+        assert [one.post("/public/reports", data=form).status_code for _ in range(4)] == [201, 201, 201, 429]
+        refused = one.post("/public/reports", data=form)
+        assert int(refused.headers["retry-after"]) > 0 and "too many requests" in refused.json()["detail"]
+        assert other.post("/public/reports", data=form).status_code == 201  # its own allowance
 
 
 async def test_logout_revokes_the_token_for_rest_and_the_websocket(api: Service, database_url: str) -> None:

@@ -1,6 +1,7 @@
 """Each scenario file, run at 1200x through the real broker, ingest and database, opens exactly the
-alerts it states, and they close. Each runs in a database of its own with ingest on the data clock
-(``IOC_ALERT_CLOCK=data``), so no-data rules and escalation keep the scenario's time."""
+alerts it states, and they close; the citizens who report its incidents (through Open311, to an
+API of its own) make the tickets it states. Each runs in a database of its own with ingest on the
+data clock (``IOC_ALERT_CLOCK=data``), so no-data rules and escalation keep the scenario's time."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,10 +10,11 @@ import psycopg
 import pytest
 
 from bench.scratch import scratch_stack
+from ioc_api.report_cli import create_api_key
 from ioc_core.settings import REPO_ROOT, Settings
 from simulators.scenarios import Scenario, run_scenario
 from tests.conftest import start_ingest
-from tests.support import free_port, wait_until
+from tests.support import free_port, start_api, wait_until
 
 SCENARIOS = sorted((REPO_ROOT / "simulators" / "scenarios").glob("*.yaml"))
 
@@ -33,9 +35,18 @@ def scenario_env() -> Iterator[Settings]:
             "IOC_INGEST_REGISTRY_REFRESH_S": "0.5",
         }
         ingest = start_ingest(env)
+        api = start_api({**env, "IOC_MQTT_URL": broker.url_for("api")})  # the reports go through Open311
         try:
-            yield Settings(database_url=url, mqtt_url=broker.url_for("simulator"))
+            with psycopg.connect(url, autocommit=True) as conn:
+                key = create_api_key(conn, "scenario", "simulated", 10_000)
+            yield Settings(
+                database_url=url,
+                mqtt_url=broker.url_for("simulator"),
+                sim_api_url=f"http://127.0.0.1:{api.port}",
+                sim_open311_key=key,
+            )
         finally:
+            api.stop()
             ingest.stop()
 
 
@@ -66,3 +77,12 @@ def test_a_scenario_opens_exactly_the_alerts_it_states_and_they_close(path: Path
         except TimeoutError:
             assert alerts() == {key: "resolved" if closes else "open" for key, closes in expected.items()}
             raise
+        # The citizens who report the incident make the tickets it states: near each other, one.
+        tickets = {
+            (unit, category): (n, reports)
+            for unit, category, n, reports in db.execute(
+                "SELECT unit_id, category, count(*), sum(reporters) FROM tickets GROUP BY 1, 2"
+            )
+        }
+        assert tickets == {(e.unit, e.category): (e.tickets, e.reports) for e in plan.expect_tickets}
+        assert stats.reports_filed == sum(e.reports for e in plan.expect_tickets)
