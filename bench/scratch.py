@@ -9,6 +9,7 @@ import psycopg
 
 from ioc_core.db import migrate
 from ioc_core.settings import Settings
+from ioc_core.sops import seed_sops
 from ioc_core.units import seed_units
 from tests.conftest import ADMIN_URL
 from tests.support import Broker
@@ -23,6 +24,7 @@ def create_database(prefix: str) -> tuple[str, str]:
     migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         seed_units(conn, Settings().shared_dir)
+        seed_sops(conn)
     return name, url
 
 

@@ -121,7 +121,12 @@ class AlertScheduler:
         return events
 
     def _now(self, conn: psycopg.Connection) -> datetime | None:
-        """The wall clock; or, for replays and simulations at speed, the newest reading's time."""
-        if self._settings.alert_clock == "wall":
-            return datetime.now(UTC)
-        return conn.execute("SELECT max(time) FROM latest").fetchone()[0]
+        return clock_now(conn, self._settings)
+
+
+def clock_now(conn: psycopg.Connection, settings: Settings) -> datetime | None:
+    """The wall clock; or, for replays and simulations at speed, the newest reading's time (None
+    before the first)."""
+    if settings.alert_clock == "wall":
+        return datetime.now(UTC)
+    return conn.execute("SELECT max(time) FROM latest").fetchone()[0]

@@ -17,9 +17,12 @@ from ioc_core.units import CITY_ID
 
 _OPEN = """
 INSERT INTO alerts (rule_id, unit_id, source_type, source_id, metric, severity, title, lat, lon,
-                    opened_at, last_value, peak_value, data)
+                    opened_at, last_value, peak_value, data, exercise)
 VALUES (%(rule)s, %(unit)s, %(type)s, %(source)s, %(metric)s, %(severity)s, %(title)s, %(lat)s, %(lon)s,
-        %(now)s, %(value)s, %(value)s, %(data)s)
+        %(now)s, %(value)s, %(value)s, %(data)s,
+        -- a drill's devices make a drill's alerts
+        coalesce((SELECT exercise FROM sensors WHERE id = %(source)s),
+                 (SELECT exercise FROM cameras WHERE id = %(source)s), false))
 ON CONFLICT (rule_id, source_type, source_id) WHERE state <> 'resolved'
 DO UPDATE SET last_value = EXCLUDED.last_value, count = alerts.count + 1, updated_at = EXCLUDED.opened_at
 RETURNING id, (xmax = 0) AS opened

@@ -10,7 +10,7 @@ One reading, in the order its files are best read:
    nothing (the broker redelivers, the unique index stores once);
 5. ``publishing.py``: its events and, once a second, the value digests go out.
 
-Background loops (refreshes, escalations, rollups and retention, digests) run through
+Background loops (refreshes, escalations, incidents, rollups and retention, digests) run through
 ``ioc_core.loops``: none of them stops quietly.
 """
 
@@ -21,9 +21,10 @@ import time
 from datetime import timedelta
 
 from ingest import metrics
-from ingest.alert_scheduler import AlertScheduler
+from ingest.alert_scheduler import AlertScheduler, clock_now
 from ingest.batching import Batch, Intake
 from ingest.digest import LiveDigest
+from ingest.incidents import group_once
 from ingest.maintenance import Maintenance
 from ingest.pipeline import Stopped, WritePipeline
 from ingest.publishing import Publishing
@@ -82,6 +83,9 @@ class IngestService:
         Loop("digests", s.live_digest_interval_s).start_thread(self.publishing.digests, self.stopping)
         Loop("maintenance", s.rollup_interval_s).start_thread(maintenance.run_once, self.stopping)
         Loop("alert-scheduler", s.alert_check_s).start_thread(scheduler.run_once, self.stopping)
+        Loop("incidents", s.incident_check_s).start_thread(
+            lambda: group_once(s, lambda conn: clock_now(conn, s), self.publishing.events), self.stopping
+        )
 
     def _step(self) -> None:
         """One batch. Whatever goes wrong outside the pipeline's own handling is logged and

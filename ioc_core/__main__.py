@@ -1,10 +1,12 @@
-"""``python -m ioc_core migrate``: apply the schema migrations and seed the reference units."""
+"""``python -m ioc_core migrate``: apply the schema migrations, seed the reference units and the
+shipped SOPs."""
 
 import argparse
 
 from ioc_core.db import connect, migrate
 from ioc_core.logs import setup_logging
 from ioc_core.settings import get_settings
+from ioc_core.sops import seed_sops
 from ioc_core.units import seed_units
 
 
@@ -17,7 +19,8 @@ def main() -> None:
     applied = migrate(settings.database_url)
     with connect(settings.database_url, autocommit=True) as conn:
         seeded = seed_units(conn, settings.shared_dir)
-    log.info("database ready", extra={"migrations_applied": len(applied), "units_seeded": seeded})
+        sops = seed_sops(conn)
+    log.info("database ready", extra={"migrations_applied": len(applied), "units_seeded": seeded, "sops_seeded": sops})
 
 
 if __name__ == "__main__":

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     escalation_unit_deadlines_s: dict[str, dict[str, tuple[float, float]]] = Field(
         {}, description='Per unit overrides of the deadlines (JSON: {"hai-chau": {"critical": [120, 600]}}).'
     )
+    incident_check_s: float = Field(1.0, gt=0, description="How often what no incident holds yet is grouped.")
+    incident_window_minutes: float = Field(
+        60, gt=0, description="A member joins an open incident of its unit and type whose last member came within this."
+    )
+    incident_distance_m: float = Field(
+        3000, gt=0, description="... and lies within this of it (where both have a place)."
+    )
     cap_sender: str = Field("ioc@danang.gov.vn", description="The sender of the CAP 1.2 feed's alerts.")
 
     ingest_client_id_prefix: str = Field(

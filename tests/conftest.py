@@ -13,6 +13,7 @@ import pytest
 
 from ioc_core.db import migrate
 from ioc_core.settings import Settings
+from ioc_core.sops import seed_sops
 from ioc_core.units import seed_units
 from tests import support
 from tests.support import Broker, Service, free_port, start_api, wait_until
@@ -46,6 +47,7 @@ def database_url() -> Iterator[str]:
     migrate(url)
     with psycopg.connect(url, autocommit=True) as conn:
         seed_units(conn, Settings().shared_dir)
+        seed_sops(conn)
     yield url
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
