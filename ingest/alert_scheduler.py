@@ -8,13 +8,14 @@ the work, in one transaction whose events are published after it commits.
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import psycopg
 from psycopg.rows import dict_row
 
 from ingest.alerting import open_alert, resolve_alert
 from ingest.ticket_deadlines import watch_tickets
+from ioc_core.clock import clock_now
 from ioc_core.events import Event, Location, Source, insert_event
 from ioc_core.rules import RULE_COLUMNS, TYPES, ClockType, Rule
 from ioc_core.settings import Settings
@@ -122,11 +123,3 @@ class AlertScheduler:
 
     def _now(self, conn: psycopg.Connection) -> datetime | None:
         return clock_now(conn, self._settings)
-
-
-def clock_now(conn: psycopg.Connection, settings: Settings) -> datetime | None:
-    """The wall clock; or, for replays and simulations at speed, the newest reading's time (None
-    before the first)."""
-    if settings.alert_clock == "wall":
-        return datetime.now(UTC)
-    return conn.execute("SELECT max(time) FROM latest").fetchone()[0]

@@ -21,7 +21,7 @@ import time
 from datetime import timedelta
 
 from ingest import metrics
-from ingest.alert_scheduler import AlertScheduler, clock_now
+from ingest.alert_scheduler import AlertScheduler
 from ingest.batching import Batch, Intake
 from ingest.digest import LiveDigest
 from ingest.incidents import group_once
@@ -32,6 +32,7 @@ from ingest.registry import RegistryCache
 from ingest.rules import RuleEngine
 from ingest.session import BrokerSession, Received
 from ingest.store import ReadingStore
+from ioc_core.clock import clock_now
 from ioc_core.loops import Loop
 from ioc_core.settings import Settings
 

@@ -25,8 +25,10 @@ from ioc_api.routes import (
     auth,
     cap,
     dead_letters,
+    duty,
     events,
     health,
+    incidents,
     live,
     open311,
     performance,
@@ -36,6 +38,7 @@ from ioc_api.routes import (
     report_admin,
     rules,
     screen,
+    sops,
     sprint,
     tickets,
     units,
@@ -157,6 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         public_reports,
         report_admin,
         sprint,
+        incidents,
+        sops,
+        duty,
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(open311.router)

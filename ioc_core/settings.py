@@ -104,6 +104,17 @@ class Settings(BaseSettings):
     incident_distance_m: float = Field(
         3000, gt=0, description="... and lies within this of it (where both have a place)."
     )
+    smtp_url: str | None = Field(
+        None, description="The SMTP server email notifications go through: smtp://[user:password@]host:port."
+    )
+    notify_from: str = Field("ioc@danang.gov.vn", description="The sender of email notifications.")
+    notify_screen_url: str = Field("http://127.0.0.1:8080", description="The screen's address, in notifications.")
+    notify_check_s: float = Field(1.0, gt=0, description="How often notifications are planned and delivered.")
+    notify_per_person_per_hour: int = Field(
+        30, ge=1, description="Messages one recipient gets an hour at most; what waits goes in the next one."
+    )
+    notify_attempts: int = Field(8, ge=1, description="Tries of a notification before it is given up as failed.")
+    notify_metrics_port: int = Field(9301, description="Prometheus /metrics and /ready of the notifier.")
     cap_sender: str = Field("ioc@danang.gov.vn", description="The sender of the CAP 1.2 feed's alerts.")
 
     ingest_client_id_prefix: str = Field(
