@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: help run test setup lint format bench bench-rest bench-vision bench-reports soak screenshots stop
+.PHONY: help run test setup lint format bench bench-rest bench-vision bench-reports bench-incidents soak screenshots stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -28,12 +28,15 @@ bench-rest: setup ## REST latency on a loaded dataset (50 million readings: abou
 bench-reports: setup ## Citizens' reports: filing at 50/s with photos; the tracking and civic sprint pages on a million tickets
 	@.venv/bin/python -m bench.reports
 
+bench-incidents: setup ## A storm of 1,000 alerts and 40 incidents: incidents and emails made, alert to inbox latency, escalation on time
+	@.venv/bin/python -m bench.incidents
+
 soak: setup ## Half an hour at 5,000 messages/s: memory and latency of every service, first minutes against last (not in CI)
 	@.venv/bin/python -m bench.soak
 
 screenshots: setup ## The screen's pictures and the wall's frame trace in docs/screenshots, taken by the browser tests
 	@IOC_TEST_ARTIFACTS=docs/screenshots .venv/bin/pytest -q tests/dashboards/test_screen.py tests/dashboards/test_screen_load.py \
-		tests/dashboards/test_reports_e2e.py
+		tests/dashboards/test_reports_e2e.py tests/dashboards/test_incidents_e2e.py
 
 lint: setup ## ruff, as CI runs it
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check .

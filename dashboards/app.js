@@ -22,6 +22,10 @@ const state = {
   alerts: new Map(),       // id -> alert (open and acknowledged)
   tickets: new Map(),      // id -> citizens' report ticket (open), with its marker
   resolving: null,         // the ticket whose resolution an operator is writing
+  incidents: new Map(),    // id -> incident (not closed), with its checklist
+  opened: new Set(),       // incidents whose checklist is shown
+  ticking: null,           // "incident:step" an operator is writing a note for
+  desktop: 0,              // desktop notifications shown (the tests read it)
   ticketCues: 0,           // new-report cues given (the tests read it)
   position: null,          // the live feed's position: every event it shows is on the screen
   broker: true,            // whether live values flow (the server says, with each position)
@@ -229,9 +233,12 @@ async function loadAlerts() {
   renderAlerts();
 }
 
+const STORM = 5;  // an incident of more members stands for its alerts: a storm is one line, not hundreds
+
 function renderAlerts(fresh = new Set()) {
   const list = $("alerts");
-  const sorted = [...state.alerts.values()].sort((a, b) =>
+  const shown = [...state.alerts.values()].filter((a) => !(state.incidents.get(a.incident_id)?.members > STORM));
+  const sorted = shown.sort((a, b) =>
     SEVERITIES.indexOf(a.severity) - SEVERITIES.indexOf(b.severity) || new Date(a.opened_at) - new Date(b.opened_at));
   const canAct = OPERATORS.has(state.me?.role);
   list.replaceChildren(...sorted.map((a) => {
@@ -243,7 +250,7 @@ function renderAlerts(fresh = new Set()) {
     li.innerHTML = `<div><span class="sev ${a.severity}">${t(a.severity)}</span> <span class="title"></span></div>` +
       `<div class="meta"></div><div class="state"></div>`;
     // What devices and people wrote is set as text, never parsed as HTML.
-    li.querySelector(".title").textContent = a.title;
+    li.querySelector(".title").textContent = `${a.exercise ? `${t("exercise")} · ` : ""}${a.title}`;
     li.querySelector(".meta").textContent = `${unit} · ${a.source_id} · ${i18n.age(a.opened_at)}` +
       `${a.last_value != null ? ` · ${i18n.number(a.last_value)}` : ""}`;
     li.querySelector(".state").textContent = `${t(a.state)}${a.acknowledged_by ? ` · ${a.acknowledged_by}` : ""}`;
@@ -309,7 +316,8 @@ function renderTickets(fresh = new Set()) {
     li.innerHTML = `<div><span class="sev ${k.emergency ? "major" : "minor"}"></span> <span class="title"></span></div>` +
       `<div class="meta"></div><div class="state"></div><div class="actions"></div>`;
     li.querySelector(".sev").textContent = k.emergency ? t("emergency") : k.category;
-    li.querySelector(".title").textContent = k.description;  // what citizens wrote: text, never HTML
+    // What citizens wrote: text, never HTML.
+    li.querySelector(".title").textContent = `${k.exercise ? `${t("exercise")} · ` : ""}${k.description}`;
     const unit = state.units.get(k.unit_id)?.properties.name ?? k.unit_id;
     li.querySelector(".meta").textContent = `${unit} · ${t("reporters").replace("{n}", k.reporters)} · ${i18n.age(k.received_at)}`;
     li.querySelector(".state").textContent = `${t(k.state)} · ${hoursText(k)}`;
@@ -406,6 +414,168 @@ async function loadSprint() {
   const title = document.createElement("strong");
   title.textContent = t("sprint");
   box.replaceChildren(title, table);
+}
+
+// --- incidents: what belongs to one situation, worked through its checklist
+
+const NEXT_STATE = { open: "responding", responding: "stabilised", stabilised: "closed" };
+
+async function loadIncidents() {
+  const incidents = await api("/incidents?limit=500");
+  state.incidents = new Map(incidents.map((i) => [i.id, i]));
+  renderIncidents();
+  renderAlerts();  // the alerts an incident holds are shown in it, not one by one
+}
+
+function words(key, values) {
+  return Object.entries(values).reduce((text, [k, v]) => text.replace(`{${k}}`, v), t(key));
+}
+
+function renderIncidents(fresh = new Set()) {
+  if (state.ticking) return;  // not while a note is being written
+  const list = $("incidents");
+  const sorted = [...state.incidents.values()].sort((a, b) =>
+    SEVERITIES.indexOf(a.severity) - SEVERITIES.indexOf(b.severity) || new Date(a.opened_at) - new Date(b.opened_at));
+  list.replaceChildren(...sorted.map((inc) => {
+    const li = document.createElement("li");
+    li.dataset.incidentId = inc.id;
+    li.dataset.state = inc.state;
+    if (fresh.has(inc.id)) li.classList.add("fresh");
+    li.innerHTML = `<div><span class="sev ${inc.severity}">${t(inc.severity)}</span> <span class="drill"></span>` +
+      '<span class="title"></span></div><div class="meta"></div><div class="progress"><span></span></div>' +
+      '<div class="state"></div><div class="actions"></div>';
+    li.querySelector(".drill").textContent = inc.exercise ? `${t("exercise")} ` : "";
+    const name = (i18n.lang === "vi" ? inc.sop_name_vi : inc.sop_name_en) || inc.type;
+    li.querySelector(".title").textContent = `${name}: ${inc.title}`;
+    const unit = state.units.get(inc.unit_id)?.properties.name ?? inc.unit_id;
+    li.querySelector(".meta").textContent = `${unit} · ${words("members", { n: inc.members })} · ${i18n.age(inc.opened_at)}`;
+    const bar = li.querySelector(".progress span");
+    bar.style.width = `${inc.steps_total ? (100 * inc.steps_done) / inc.steps_total : 0}%`;
+    li.querySelector(".state").textContent = [t(inc.state), words("steps", { done: inc.steps_done, total: inc.steps_total }),
+      inc.steps_overdue ? words("steps_late", { n: inc.steps_overdue }) : ""].filter(Boolean).join(" · ");
+    if (inc.steps_overdue) li.classList.add("late");
+    const actions = li.querySelector(".actions");
+    if (!inc.acknowledged_at) actions.append(incidentButton(inc, "acknowledge", () =>
+      api(`/incidents/${inc.id}/acknowledge`, { method: "POST" })));
+    if (NEXT_STATE[inc.state]) actions.append(incidentButton(inc, NEXT_STATE[inc.state], () =>
+      api(`/incidents/${inc.id}/state`, { method: "POST", body: JSON.stringify({ state: NEXT_STATE[inc.state] }) })));
+    const toggle = document.createElement("button");
+    toggle.type = "button";
+    toggle.dataset.action = "checklist";
+    toggle.textContent = t("checklist");
+    toggle.addEventListener("click", (e) => {
+      e.stopPropagation();
+      if (state.opened.has(inc.id)) state.opened.delete(inc.id); else state.opened.add(inc.id);
+      renderIncidents();
+    });
+    actions.append(toggle);
+    if (state.opened.has(inc.id)) li.append(checklistOf(inc));
+    li.addEventListener("click", () => { if (inc.lat != null) map.setView([inc.lat, inc.lon], Math.max(map.getZoom(), 14)); });
+    return li;
+  }));
+  if (!sorted.length) list.innerHTML = `<li class="meta">${t("no_incidents")}</li>`;
+}
+
+function incidentButton(inc, action, call) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.dataset.action = action;
+  button.textContent = t(action);
+  button.addEventListener("click", async (e) => {
+    e.stopPropagation();
+    button.disabled = true;
+    try { await call(); await loadIncidents(); } catch { button.disabled = false; }
+  });
+  return button;
+}
+
+function mayWork(step) {
+  const role = state.me?.role;
+  return role === "admin" || role === "city_operator" || role === step.role ||
+    (step.tier === "ward" && role === "ward_operator");
+}
+
+function checklistOf(inc) {
+  const ol = document.createElement("ol");
+  ol.className = "checklist";
+  ol.addEventListener("click", (e) => e.stopPropagation());
+  for (const step of inc.checklist) {
+    const li = document.createElement("li");
+    li.dataset.step = step.key;
+    li.className = step.done_at ? "done" : step.overdue ? "overdue" : "";
+    const text = document.createElement("span");
+    const action = i18n.lang === "vi" ? step.action_vi : step.action_en;
+    const who = step.done_at ? ` · ${step.done_by} ${i18n.time(step.done_at)}${step.note ? ` · ${step.note}` : ""}` : "";
+    text.textContent = `${action} (${t(`${step.tier}_tier`)}, ${i18n.time(step.due_at)})${who}`;
+    li.append(text);
+    if (!step.done_at && mayWork(step)) {
+      const tick = document.createElement("button");
+      tick.type = "button";
+      tick.dataset.action = "tick";
+      tick.textContent = t("tick");
+      tick.addEventListener("click", () => tickForm(inc, step, li));
+      li.append(tick);
+    }
+    if (step.approval && step.done_at && !step.approved_at && ["admin", "city_operator"].includes(state.me?.role)) {
+      li.append(incidentButton(inc, "approve", () =>
+        api(`/incidents/${inc.id}/steps/${step.key}/approve`, { method: "POST" })));
+    }
+    if (step.approved_at) li.append(` · ${t("approved")} ${step.approved_by}`);
+    ol.append(li);
+  }
+  return ol;
+}
+
+function tickForm(inc, step, li) {
+  // Done: with a note and a photo, if the room has one to give.
+  state.ticking = `${inc.id}:${step.key}`;
+  const form = document.createElement("form");
+  form.className = "tick";
+  form.innerHTML = '<input name="note" maxlength="2000"><input name="photo" type="file" accept="image/jpeg,image/png,image/webp">' +
+    '<button type="submit"></button>';
+  form.note.placeholder = t("note");
+  form.querySelector("button").textContent = t("tick");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = new FormData(form);
+    if (!form.photo.files.length) body.delete("photo");
+    const response = await fetch(`/api/v1/incidents/${inc.id}/steps/${step.key}`, {
+      method: "POST", body, headers: { Authorization: `Bearer ${state.token}` },
+    });
+    state.ticking = null;
+    if (response.ok) state.incidents.set(inc.id, await response.json());
+    renderIncidents();
+  });
+  li.append(form);
+  form.note.focus();
+}
+
+let incidentReload = null;
+let newIncidents = [];
+function onIncidentEvent(event) {
+  if (["incident.opened", "incident.raised"].includes(event.kind) && !event.replay) newIncidents.push(event);
+  clearTimeout(incidentReload);
+  incidentReload = setTimeout(async () => {
+    const fresh = newIncidents;
+    newIncidents = [];
+    await loadIncidents();
+    if (fresh.length) {
+      renderIncidents(new Set(fresh.map((e) => e.data?.incident_id)));
+      for (const e of fresh) desktopNotification(e);
+      beep();
+    }
+  }, 100);
+}
+
+function desktopNotification(event) {
+  // Seen and heard when the screen is in a background tab or behind another window.
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  const drill = event.data?.exercise ? `${t("exercise")} · ` : "";
+  const unit = state.units.get(event.unit_id)?.properties.name ?? event.unit_id;
+  new Notification(`${drill}${t("new_incident")}: ${t(event.severity)}`, {
+    body: `${event.title} · ${unit}`, tag: `incident-${event.data?.incident_id}`, requireInteraction: event.severity === "critical",
+  });
+  state.desktop += 1;
 }
 
 let alertReload = null;
@@ -597,6 +767,7 @@ function onEvent(event) {
   if (state.seen.size > 10000) state.seen.delete(state.seen.values().next().value);
   if (event.kind.startsWith("alert.")) onAlertEvent(event);
   if (event.kind.startsWith("citizen.report.")) onTicketEvent(event);
+  if (event.kind.startsWith("incident.")) onIncidentEvent(event);
   if (event.kind.startsWith("device.")) {
     const s = state.sensors.get(event.source.id) ?? state.cameras.get(event.source.id);
     if (s) { s.status = event.kind.slice(7); recolourSensors(); }
@@ -604,7 +775,8 @@ function onEvent(event) {
 }
 
 async function reload() {
-  await Promise.all([loadSensors(), loadCameras(), loadAlerts(), loadTickets(), loadResponseFigures(), loadSprint()]);
+  await Promise.all([loadSensors(), loadCameras(), loadAlerts(), loadTickets(), loadIncidents(), loadResponseFigures(),
+    loadSprint()]);
 }
 
 // --- session and language
@@ -618,6 +790,7 @@ function labels() {
   $("logout").textContent = t("logout");
   $("alerts-title").textContent = t("alerts");
   $("tickets-title").textContent = t("tickets");
+  $("incidents-title").textContent = t("incidents");
   $("chart-close").textContent = t("close");
   $("login-title").textContent = t("login");
   $("login-button").textContent = t("login");
@@ -642,7 +815,8 @@ async function start() {
   await reload();
   connect();
   setInterval(watchConnection, 1000);
-  setInterval(() => { renderAlerts(); renderTickets(); }, 15000);  // ages
+  setInterval(() => { renderAlerts(); renderTickets(); renderIncidents(); }, 15000);  // ages
+  setInterval(loadIncidents, 30000);  // steps falling late
   setInterval(loadSprint, 300000);
   setInterval(loadResponseFigures, 60000);
 }
@@ -652,6 +826,7 @@ $("lang").addEventListener("click", () => {
   labels();
   renderAlerts();
   renderTickets();
+  renderIncidents();
   drawKpis();
 });
 $("logout").addEventListener("click", logout);
@@ -665,6 +840,7 @@ $("login").querySelector("form").addEventListener("submit", async (e) => {
   if (!response.ok) { $("login-error").textContent = t("wrong_login"); return; }
   state.token = (await response.json()).access_token;
   sessionStorage.setItem("ioc-token", state.token);
+  if ("Notification" in window && Notification.permission === "default") Notification.requestPermission();
   $("login").hidden = true;
   await start();
 });
@@ -677,10 +853,14 @@ window.ioc = {
     markers: [...state.sensors.values()].filter((s) => s.marker).length,
     cameras: state.cameras.size,
     alerts: state.alerts.size,
+    alertIds: [...state.alerts.keys()],
     cues: state.cues,
     tickets: state.tickets.size,
     ticketIds: [...state.tickets.keys()],
     ticketCues: state.ticketCues,
+    incidents: state.incidents.size,
+    incidentIds: [...state.incidents.keys()],
+    desktop: state.desktop,
     connection: $("connection").dataset.status,
     sensorIds: [...state.sensors.keys()],
   }),

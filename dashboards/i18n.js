@@ -20,6 +20,11 @@ const WORDS = {
     start: "Bắt đầu xử lý", received: "Mới", accepted: "Đã nhận", in_progress: "Đang xử lý",
     note_resolve: "Kết quả xử lý:", hours_left: "còn {h} giờ", overdue: "quá hạn {h} giờ", reporters: "{n} người",
     sprint: "Xử lý phản ánh đúng hạn (30 ngày)", emergency: "Khẩn",
+    incidents: "Sự cố", no_incidents: "Không có sự cố đang xử lý", members: "{n} cảnh báo, phản ánh",
+    steps: "{done}/{total} bước", steps_late: "{n} bước quá hạn", checklist: "Quy trình", tick: "Xong",
+    approve: "Duyệt", approved: "đã duyệt", responding: "Đang ứng phó", stabilised: "Đã ổn định",
+    closed: "Đã đóng", exercise: "DIỄN TẬP", state_next: "Chuyển trạng thái", note: "Ghi chú",
+    new_incident: "Sự cố mới", city_tier: "thành phố", ward_tier: "phường, xã",
   },
   en: {
     title: "Da Nang Intelligent Operations Centre",
@@ -40,6 +45,11 @@ const WORDS = {
     start: "Start work", received: "New", accepted: "Accepted", in_progress: "In progress",
     note_resolve: "What was done:", hours_left: "{h} h left", overdue: "{h} h overdue", reporters: "{n} people",
     sprint: "Reports handled on time (30 days)", emergency: "Emergency",
+    incidents: "Incidents", no_incidents: "No incident being worked", members: "{n} alerts and reports",
+    steps: "{done}/{total} steps", steps_late: "{n} steps late", checklist: "Checklist", tick: "Done",
+    approve: "Approve", approved: "approved", responding: "Responding", stabilised: "Stabilised",
+    closed: "Closed", exercise: "EXERCISE", state_next: "Move to", note: "Note",
+    new_incident: "New incident", city_tier: "city", ward_tier: "ward",
   },
 };
 

@@ -46,6 +46,7 @@ class PublicAlert:
     resolved_at: datetime | None
     last_value: float | None
     peak_value: float | None
+    exercise: bool = False  # a drill's: CAP status Exercise
 
 
 def cap_time(t: datetime) -> str:
@@ -73,7 +74,7 @@ def cap_alert(alert: PublicAlert, sender: str) -> ET.Element:
     _sub(root, "identifier", f"{first_id}:cancel" if resolved else first_id)
     _sub(root, "sender", sender)
     _sub(root, "sent", cap_time(alert.resolved_at or alert.opened_at))
-    _sub(root, "status", "Actual")
+    _sub(root, "status", "Exercise" if alert.exercise else "Actual")
     _sub(root, "msgType", "Cancel" if resolved else "Alert")
     _sub(root, "scope", "Public")
     if resolved:

@@ -4,6 +4,7 @@ user create USERNAME --role ROLE [--units hai-chau,hoa-cuong]   (password read f
 user list
 user disable USERNAME
 user unlock USERNAME                                            (after failed logins locked it)
+user email USERNAME ADDRESS                                     (where notifications reach the user)
 token create USERNAME [--name NAME] [--days 365]                (prints the token once)
 token revoke TOKEN_ID
 bootstrap                                                       (first admin with a random password)
@@ -17,7 +18,7 @@ mqtt list
 mqtt sync               rewrite the files from the database (a new or rebuilt broker)
 mqtt bootstrap --env-file FILE   every service account, with its URL in FILE (make run)
 
-Citizens' reports: apikey, category and calendar (ioc_api/report_cli.py says how).
+Citizens' reports and incidents: apikey, category, calendar and sop (ioc_api/report_cli.py says how).
 """
 
 import argparse
@@ -103,6 +104,9 @@ def main() -> None:
     user.add_parser("list")
     user.add_parser("disable").add_argument("username")
     user.add_parser("unlock").add_argument("username")
+    email = user.add_parser("email")
+    email.add_argument("username")
+    email.add_argument("address")
     token = sub.add_parser("token").add_subparsers(dest="action", required=True)
     tcreate = token.add_parser("create")
     tcreate.add_argument("username")
@@ -142,6 +146,12 @@ def main() -> None:
             case "user", "disable":
                 conn.execute("UPDATE users SET disabled = true WHERE username = %s", (args.username,))
                 _audit(conn, "user.disable", args.username, {})
+            case "user", "email":
+                if not conn.execute(
+                    "UPDATE users SET email = %s WHERE username = %s RETURNING id", (args.address, args.username)
+                ).fetchone():
+                    raise SystemExit(f"no user {args.username!r}")
+                _audit(conn, "user.email", args.username, {})
             case "user", "unlock":
                 conn.execute(
                     "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE username = %s", (args.username,)

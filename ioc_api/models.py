@@ -226,6 +226,8 @@ class Alert(BaseModel):
     peak_value: float | None
     count: int = Field(description="How many readings or camera events have repeated the condition.")
     data: dict[str, Any] = Field(default_factory=dict, description="The rule's condition and reference.")
+    exercise: bool = Field(False, description="Caused by a drill's devices.")
+    incident_id: int | None = Field(None, description="The incident it belongs to, once grouped.")
     comments: list[Comment] = Field(default_factory=list)
 
 

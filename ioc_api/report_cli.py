@@ -8,18 +8,23 @@ category set CODE [--deadline-days 3] [--emergency/--no-emergency] [--name-vi ..
 calendar set DAY --working|--off [--note ..]     (a make-up Saturday, or an extra day off)
 calendar unset DAY
 calendar show YEAR
+sop list
+sop import FILE [FILE ...]                        (each a new version of its type)
+sop export TYPE [--version N]                     (YAML on stdout)
 """
 
 import argparse
 import secrets
 from datetime import date
+from pathlib import Path
 
 import psycopg
 
 from ioc_api.security import digest
+from ioc_core import sops
 from ioc_core.working_days import public_holidays
 
-COMMANDS = ("apikey", "category", "calendar")
+COMMANDS = ("apikey", "category", "calendar", "sop")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +58,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     day.add_argument("--note", default="")
     calendar.add_parser("unset").add_argument("day", type=date.fromisoformat)
     calendar.add_parser("show").add_argument("year", type=int)
+    sop = sub.add_parser("sop", help="standard operating procedures").add_subparsers(dest="action", required=True)
+    sop.add_parser("list")
+    sop.add_parser("import").add_argument("files", nargs="+", type=Path)
+    export = sop.add_parser("export")
+    export.add_argument("type")
+    export.add_argument("--version", type=int)
 
 
 def create_api_key(conn: psycopg.Connection, name: str, channel: str, per_minute: int) -> str:
@@ -134,6 +145,27 @@ def run(conn: psycopg.Connection, args: argparse.Namespace, audit) -> None:
         case "calendar", "unset":
             conn.execute("DELETE FROM calendar_days WHERE day = %s", (args.day,))
             audit(conn, "calendar.unset", args.day.isoformat(), {})
+        case "sop", "list":
+            for type_, (_, s) in sorted(sops.current(conn).items()):
+                print(type_, f"v{s.version}", len(s.steps), s.name_en, sep="\t")
+        case "sop", "import":
+            for path in args.files:
+                try:
+                    stored = sops.store(conn, sops.Sop.from_yaml(path.read_text()), "cli")
+                except (OSError, ValueError) as exc:  # a pydantic ValidationError is a ValueError
+                    raise SystemExit(f"{path}: {exc}") from None
+                audit(conn, "sop.import", f"{stored.type} v{stored.version}", {"file": str(path)})
+                print(f"{stored.type} v{stored.version}")
+        case "sop", "export":
+            row = conn.execute(
+                "SELECT type, version, name_vi, name_en, source, match, steps FROM sops WHERE type = %s"
+                " AND (%s::int IS NULL OR version = %s) ORDER BY version DESC LIMIT 1",
+                (args.type, args.version, args.version),
+            ).fetchone()
+            if row is None:
+                raise SystemExit(f"no SOP {args.type!r}")
+            keys = ("type", "version", "name_vi", "name_en", "source", "match", "steps")
+            print(sops.Sop(**dict(zip(keys, row, strict=True))).to_yaml(), end="")
         case "calendar", "show":
             own = dict(
                 conn.execute(

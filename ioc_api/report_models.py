@@ -115,6 +115,7 @@ class Ticket(BaseModel):
     resolved_at: datetime | None
     reporters: int
     escalation_level: int
+    exercise: bool = False
     working_hours_left: float = Field(description="Working hours to the deadline (negative: overdue).")
     reports: list[Reporter] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)

@@ -32,7 +32,7 @@ SELECT a.unit_id, u.name AS unit_name,
          FILTER (WHERE a.resolved_by <> 'auto') AS resolve_p90_s,
        count(*) FILTER (WHERE a.escalation_level > 0) AS escalated
 FROM alerts a JOIN units u ON u.id = a.unit_id
-WHERE a.opened_at >= %(start)s AND a.opened_at < %(end)s
+WHERE a.opened_at >= %(start)s AND a.opened_at < %(end)s AND NOT a.exercise  -- drills are not figures
   AND (%(unit)s::text IS NULL OR a.unit_id = %(unit)s)
 GROUP BY 1, 2, 3, 4
 ORDER BY 3, 1, array_position(ARRAY['critical','major','minor','info'], a.severity)

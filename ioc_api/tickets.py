@@ -75,6 +75,7 @@ class NewReport:
     device_id: str | None = None
     account_id: str | None = None
     media_urls: list[str] = field(default_factory=list)  # Open311's media_url: kept for staff, never fetched
+    exercise: bool = False  # a drill's: shown as such, joins no real ticket, left out of the sprint
     received_at: datetime | None = None  # only for simulated and replayed reports
 
 
@@ -178,7 +179,7 @@ class Tickets:
         # One report at a time per category: two people reporting the same thing at once make
         # one ticket, not two.
         await db.execute("SELECT pg_advisory_xact_lock(hashtext('ticket:' || %s))", (report.category,))
-        ticket_id = await self._duplicate_of(db, report.category, lat, lon, received_at)
+        ticket_id = await self._duplicate_of(db, report.category, lat, lon, received_at, report.exercise)
         joined = ticket_id is not None
         if joined:
             await db.execute(
@@ -188,7 +189,7 @@ class Tickets:
             deadline = self.calendar.add(received_at, float(category["deadline_days"]))
             cur = await db.execute(
                 "INSERT INTO tickets (category, unit_id, emergency, lat, lon, address, description, received_at,"
-                " deadline_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " deadline_at, updated_at, exercise) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     report.category,
                     unit_id,
@@ -200,6 +201,7 @@ class Tickets:
                     received_at,
                     deadline,
                     received_at,
+                    report.exercise,
                 ),
             )
             ticket_id = (await cur.fetchone())[0]
@@ -219,12 +221,13 @@ class Tickets:
         return Filed(ticket_id, code, joined, ticket["deadline_at"], ticket["unit_id"], [event])
 
     async def _duplicate_of(
-        self, db: AsyncConnection, category: str, lat: float, lon: float, at: datetime
+        self, db: AsyncConnection, category: str, lat: float, lon: float, at: datetime, exercise: bool
     ) -> int | None:
         """The nearest open ticket of the category within the distance and time that make a duplicate."""
         dlat = self.duplicate_m / 111_320
         cur = await db.execute(
             "SELECT id FROM tickets WHERE category = %(category)s AND state IN ('received', 'accepted', 'in_progress')"
+            " AND exercise = %(exercise)s"
             " AND received_at > %(since)s AND lat BETWEEN %(lat)s - %(dlat)s AND %(lat)s + %(dlat)s"
             " AND 111320 * sqrt((lat - %(lat)s) ^ 2 + (cos(radians(%(lat)s)) * (lon - %(lon)s)) ^ 2) <= %(m)s"
             " ORDER BY (lat - %(lat)s) ^ 2 + (cos(radians(%(lat)s)) * (lon - %(lon)s)) ^ 2 LIMIT 1 FOR UPDATE",
@@ -235,6 +238,7 @@ class Tickets:
                 "lon": lon,
                 "dlat": dlat,
                 "m": self.duplicate_m,
+                "exercise": exercise,
             },
         )
         row = await cur.fetchone()

@@ -11,7 +11,7 @@ CLOSED_STATES = ("resolved", "closed", "rejected")
 # A ticket as its events describe it (``ticket_event``); ``%s`` is its id.
 TICKET = (
     "SELECT t.id, t.category, c.name_vi AS category_name, t.unit_id, t.department, t.state, t.emergency, t.lat,"
-    " t.lon, t.address, t.description, t.received_at, t.deadline_at, t.reporters, t.escalation_level"
+    " t.lon, t.address, t.description, t.received_at, t.deadline_at, t.reporters, t.escalation_level, t.exercise"
     " FROM tickets t JOIN report_categories c ON c.code = t.category WHERE t.id = %s"
 )
 
@@ -35,6 +35,7 @@ def ticket_event(ticket: dict, step: str, at: datetime, by: str | None, note: st
             "reporters": ticket["reporters"],
             "emergency": emergency,
             "escalation_level": ticket["escalation_level"],
+            "exercise": ticket["exercise"],
             "by": by,
             "note": note,
             **data,

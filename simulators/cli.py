@@ -125,6 +125,7 @@ def cameras(
 def scenario(
     file: Annotated[Path, typer.Argument(help="A scenario file (YAML), e.g. simulators/scenarios/flood.yaml.")],
     speed: Annotated[float, typer.Option(help="Sim seconds per wall second; 0: as fast as the broker takes.")] = 0,
+    exercise: Annotated[bool, typer.Option(help="Run it as a drill: what it causes is marked as an exercise.")] = False,
 ) -> None:
     """Run a scripted incident and print the alerts it should cause.
 
@@ -135,7 +136,7 @@ def scenario(
 
     plan = Scenario.load(file)
     settings = get_settings()
-    stats = run_scenario(plan, settings, speed=None if speed <= 0 else speed, show_progress=True)
+    stats = run_scenario(plan, settings, speed=None if speed <= 0 else speed, show_progress=True, exercise=exercise)
     typer.echo(f"{stats.messages:,} messages in {stats.seconds:.1f} s; expected alerts:")
     for expected in plan.expect:
         typer.echo(f"  {expected.rule} on {expected.source}: opens, {'closes' if expected.closes else 'stays open'}")

@@ -28,16 +28,16 @@ def load_units(database_url: str, only: list[str] | None = None) -> list[Unit]:
     return units
 
 
-def register(database_url: str, devices: list[dict[str, Any]]) -> int:
-    """Register (or update) the simulated sensors; how many rows it wrote."""
+def register(database_url: str, devices: list[dict[str, Any]], exercise: bool = False) -> int:
+    """Register (or update) the simulated sensors, a drill's marked as such; how many rows it wrote."""
     with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO sensors (id, kind, unit_id, lat, lon, interval_s, metrics, gateway_id, registered)"
+            "INSERT INTO sensors (id, kind, unit_id, lat, lon, interval_s, metrics, gateway_id, registered, exercise)"
             " VALUES (%(id)s, %(kind)s, %(unit_id)s, %(lat)s, %(lon)s, %(interval_s)s, %(metrics)s,"
-            " %(gateway_id)s, true)"
+            " %(gateway_id)s, true, %(exercise)s)"
             " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, unit_id = excluded.unit_id, lat = excluded.lat,"
             " lon = excluded.lon, interval_s = excluded.interval_s, metrics = excluded.metrics,"
-            " gateway_id = excluded.gateway_id, registered = true",
-            [{**d, "metrics": Jsonb(d["metrics"])} for d in devices],
+            " gateway_id = excluded.gateway_id, registered = true, exercise = excluded.exercise",
+            [{**d, "metrics": Jsonb(d["metrics"]), "exercise": exercise} for d in devices],
         )
     return len(devices)

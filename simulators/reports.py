@@ -137,8 +137,8 @@ def file_city_reports(city: CityReports, poster: Open311Poster, stop: threading.
 class Open311Poster:
     """Files reports through the API's Open311 endpoint with the simulator's app key."""
 
-    def __init__(self, api_url: str, api_key: str) -> None:
-        self.api_key = api_key
+    def __init__(self, api_url: str, api_key: str, exercise: bool = False) -> None:
+        self.api_key, self.exercise = api_key, exercise
         self.http = httpx.Client(base_url=f"{api_url.rstrip('/')}/open311/v2", timeout=10)
         self.filed = self.refused = 0
 
@@ -151,6 +151,8 @@ class Open311Poster:
             "description": report.description,
             "requested_datetime": datetime.fromtimestamp(report.time, UTC).isoformat(),
         }
+        if self.exercise:
+            form["exercise"] = "true"
         try:
             response = self.http.post("/requests.json", data=form)
         except httpx.HTTPError as exc:

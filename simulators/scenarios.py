@@ -201,32 +201,40 @@ class Scenario(_Strict):
                 out.append(SimReport(at, i.unit, category, lat, lon, f"{self.name}: {WORDS[category]}"))
         return sorted(out, key=lambda r: r.time)
 
-    def register_cameras(self, database_url: str, city: City) -> None:
+    def register_cameras(self, database_url: str, city: City, exercise: bool = False) -> None:
         units = {u.id: u for u in city.units}
         with psycopg.connect(database_url, autocommit=True) as conn:
             for i in self.incidents:
                 if i.type == "crowd" and i.camera:
                     u = units[i.unit]
                     conn.execute(
-                        "INSERT INTO cameras (id, name, unit_id, lat, lon) VALUES (%s, %s, %s, %s, %s)"
-                        " ON CONFLICT (id) DO UPDATE SET unit_id = excluded.unit_id",
-                        (i.camera, f"{self.name}: {i.camera}", i.unit, u.lat, u.lon),
+                        "INSERT INTO cameras (id, name, unit_id, lat, lon, exercise) VALUES (%s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (id) DO UPDATE SET unit_id = excluded.unit_id, exercise = excluded.exercise",
+                        (i.camera, f"{self.name}: {i.camera}", i.unit, u.lat, u.lon, exercise),
                     )
 
 
 def run_scenario(
-    plan: Scenario, settings: Settings, *, speed: float | None, show_progress: bool = False, now: float | None = None
+    plan: Scenario,
+    settings: Settings,
+    *,
+    speed: float | None,
+    show_progress: bool = False,
+    now: float | None = None,
+    exercise: bool = False,
 ) -> RunStats:
-    """Register the scenario's devices and publish it; ``speed`` None: as fast as the broker takes."""
+    """Register the scenario's devices and publish it; ``speed`` None: as fast as the broker takes.
+    ``exercise``: a drill: its devices, and so its alerts, reports and incidents, are marked so
+    (on the screens, in the CAP feed as Exercise) and left out of the published figures."""
     start = plan.start_time(now)
     city = plan.city(settings.database_url, start)
-    register(settings.database_url, city.devices())
-    plan.register_cameras(settings.database_url, city)
+    register(settings.database_url, city.devices(), exercise)
+    plan.register_cameras(settings.database_url, city, exercise)
     camera_events = plan.camera_events(start)
     reports = plan.reports(start, city)
     poster = None
     if reports and settings.sim_open311_key:
-        poster = Open311Poster(settings.sim_api_url, settings.sim_open311_key)
+        poster = Open311Poster(settings.sim_api_url, settings.sim_open311_key, exercise)
     elif reports:
         log.warning("the scenario's reports are not filed: no IOC_SIM_OPEN311_KEY")
     publisher = Publisher(settings.mqtt_url, f"sim-scenario-{plan.seed}-{int(time.time())}")

@@ -22,7 +22,9 @@ router = APIRouter(tags=["alerts"], responses=PROBLEM_RESPONSES)
 _COLUMNS = (
     "id, rule_id, unit_id, source_type, source_id, metric, severity, state, title, lat, lon, opened_at,"
     " acknowledged_at, acknowledged_by, resolved_at, resolved_by, escalation_level, escalated_at, last_value,"
-    " peak_value, count, data"
+    " peak_value, count, data, exercise,"
+    " (SELECT incident_id FROM incident_members m WHERE m.member_type = 'alert' AND m.member_id = alerts.id)"
+    " AS incident_id"
 )
 
 

@@ -13,7 +13,8 @@ router = APIRouter(prefix="/open-data", tags=["open data"], responses=PROBLEM_RE
 
 _SELECT = """
 SELECT a.id, a.state, a.severity, a.title, r.name AS rule_name, r.reference, r.sensor_kind, a.source_type,
-       a.unit_id, u.name AS unit_name, a.lat, a.lon, a.opened_at, a.resolved_at, a.last_value, a.peak_value
+       a.unit_id, u.name AS unit_name, a.lat, a.lon, a.opened_at, a.resolved_at, a.last_value, a.peak_value,
+       a.exercise
 FROM alerts a JOIN rules r ON r.id = a.rule_id AND r.public JOIN units u ON u.id = a.unit_id
 """
 

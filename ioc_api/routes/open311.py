@@ -295,6 +295,7 @@ def _report_of(form, client_id: int, channel: str) -> NewReport:
     name = " ".join(n for n in (texts["first_name"], texts["last_name"]) if n) or None
     # The simulator's app dates its reports in the simulation's time; any other app's are received now.
     received_at = _datetime(texts["requested_datetime"]) if channel == "simulated" else None
+    exercise = channel == "simulated" and form.get("exercise") == "true"  # a drill's report
     media = [m for m in form.getlist("media_url") if isinstance(m, str) and 0 < len(m) <= 2000 and "\x00" not in m][:3]
     return NewReport(
         category=code,
@@ -311,4 +312,5 @@ def _report_of(form, client_id: int, channel: str) -> NewReport:
         account_id=texts["account_id"],
         media_urls=media,
         received_at=received_at,
+        exercise=exercise,
     )

@@ -3,7 +3,8 @@ CSV, by day, week or month, per unit and category; and the units ranked.
 
 Counted on the tickets received in the period: received, resolved (or closed), resolved by their
 deadline, the median and 90th percentile of working hours from received to resolved, and those
-open past their deadline now. Rejected tickets count as received only. Nothing personal is in it.
+open past their deadline now. Rejected tickets count as received only; drills' not at all. Nothing
+personal is in it.
 Bodies are shared for ``IOC_SPRINT_MAX_AGE_S`` by every caller asking the same question.
 """
 
@@ -90,6 +91,7 @@ async def sprint(
     sql = (
         "SELECT to_char(date_trunc(%(period)s, received_at AT TIME ZONE 'Asia/Ho_Chi_Minh'), 'YYYY-MM-DD') AS period,"
         f" unit_id, category, {_FIGURES} FROM tickets WHERE received_at >= %(since)s AND received_at < %(until)s"
+        " AND NOT exercise"
         " AND (%(unit)s::text IS NULL OR unit_id = %(unit)s)"
         " AND (%(category)s::text IS NULL OR category = %(category)s)"
         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
@@ -115,7 +117,7 @@ async def ranking(
         f"SELECT u.id AS unit_id, u.name AS unit_name, {_FIGURES},"
         " round(count(*) FILTER (WHERE t.state IN ('resolved', 'closed') AND on_time)::numeric"
         "       / nullif(count(*), 0), 3)::float AS on_time_share"
-        " FROM units u LEFT JOIN tickets t ON t.unit_id = u.id AND t.received_at >= %(since)s"
+        " FROM units u LEFT JOIN tickets t ON t.unit_id = u.id AND NOT t.exercise AND t.received_at >= %(since)s"
         " AND t.received_at < %(until)s WHERE u.kind <> 'city' GROUP BY u.id, u.name"
         " ORDER BY on_time_share DESC NULLS LAST, median_working_hours NULLS LAST, u.id"
     )

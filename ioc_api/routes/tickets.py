@@ -28,7 +28,7 @@ Handler = Annotated[Principal, Depends(require("admin", "city_operator", "ward_o
 
 _COLUMNS = (
     "id, category, unit_id, department, state, emergency, lat, lon, address, description, received_at,"
-    " deadline_at, resolved_at, reporters, escalation_level"
+    " deadline_at, resolved_at, reporters, escalation_level, exercise"
 )
 
 

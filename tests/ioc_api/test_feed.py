@@ -28,8 +28,9 @@ def ward_token(database_url: str) -> str:
         return create_token(conn, "feed-room", "tests", 1)
 
 
-def store(conn: psycopg.Connection, title: str, unit: str = UNIT, kind: str = "camera.crowding") -> int:
-    """An event stored straight into the database, as a writer does before it publishes (or dies)."""
+def store(conn: psycopg.Connection, title: str, unit: str = UNIT, kind: str = "test.feed") -> int:
+    """An event stored straight into the database, as a writer does before it publishes (or dies); of
+    a kind no incident gathers, so that it comes alone."""
     event = Event(
         time=datetime.now(UTC),
         kind=kind,

@@ -188,3 +188,50 @@ def test_a_storm_is_one_email_a_webhook_is_signed_and_retried_and_the_rate_per_p
             conn.execute("DELETE FROM notification_rules WHERE id = ANY(%s)", (rules,))
             conn.execute("DELETE FROM incidents WHERE unit_id = 'thanh-khe' AND type = 'flood'")
             conn.execute("DELETE FROM users WHERE username = 'nt-storm'")
+
+
+def test_a_storm_of_a_thousand_alerts_in_a_minute_is_one_incident_and_one_email(
+    database_url: str, smtp, ingest
+) -> None:
+    """The policy: one incident per situation, one message per person and pass; no more."""
+    port, inbox = smtp
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as cur:
+        level = cur.execute("SELECT id FROM rules WHERE name = 'Water level at alarm level III'").fetchone()[0]
+        cur.executemany(
+            "INSERT INTO alerts (rule_id, unit_id, source_type, source_id, severity, title, lat, lon, opened_at)"
+            " VALUES (%s, 'ngu-hanh-son', 'sensor', %s, 'critical', 'Water high', 16.0, 108.25, %s)",
+            [(level, f"storm-{i}", now - timedelta(seconds=60 - i * 0.06)) for i in range(1000)],
+        )
+        user(cur, "nt-nhs", "nhs@ward.vn", "ngu-hanh-son", on=now)
+        storm_rule = rule(cur, "ngu-hanh-son", "email", [{"after_minutes": 0, "to": "on_duty:ward_operator"}])
+    settings = Settings(database_url=database_url, smtp_url=f"smtp://127.0.0.1:{port}")
+    notifier = Notifier(settings)
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            wait_until(  # the session's ingest groups them (every second)
+                lambda: (
+                    conn.execute(
+                        "SELECT count(*) FROM incident_members m JOIN alerts a ON m.member_type = 'alert'"
+                        " AND a.id = m.member_id WHERE a.source_id LIKE 'storm-%%'"
+                    ).fetchone()[0]
+                    == 1000
+                ),
+                what="the storm grouped",
+            )
+            incidents = conn.execute(
+                "SELECT DISTINCT m.incident_id FROM incident_members m JOIN alerts a ON m.member_type = 'alert'"
+                " AND a.id = m.member_id WHERE a.source_id LIKE 'storm-%%'"
+            ).fetchall()
+        assert len(incidents) == 1
+        wait_until(lambda: notifier.run_once() or inbox.messages, what="the email")
+        for _ in range(3):
+            notifier.run_once()
+        assert [to for to, _, _ in inbox.messages] == [["nhs@ward.vn"]]
+    finally:
+        notifier.http.close()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM notification_rules WHERE id = %s", (storm_rule,))
+            conn.execute("UPDATE alerts SET state = 'resolved' WHERE source_id LIKE 'storm-%%'")
+            conn.execute("UPDATE incidents SET state = 'closed' WHERE unit_id = 'ngu-hanh-son'")
+            conn.execute("DELETE FROM users WHERE username = 'nt-nhs'")

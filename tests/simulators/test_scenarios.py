@@ -4,15 +4,17 @@ API of its own) make the tickets it states. Each runs in a database of its own w
 data clock (``IOC_ALERT_CLOCK=data``), so no-data rules and escalation keep the scenario's time."""
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
 from bench.scratch import scratch_stack
 from ioc_api.report_cli import create_api_key
 from ioc_core.settings import REPO_ROOT, Settings
-from simulators.scenarios import Scenario, run_scenario
+from simulators.scenarios import CITY_TZ, Scenario, run_scenario
 from tests.conftest import start_ingest
 from tests.support import free_port, start_api, wait_until
 
@@ -86,3 +88,34 @@ def test_a_scenario_opens_exactly_the_alerts_it_states_and_they_close(path: Path
         }
         assert tickets == {(e.unit, e.category): (e.tickets, e.reports) for e in plan.expect_tickets}
         assert stats.reports_filed == sum(e.reports for e in plan.expect_tickets)
+
+
+def test_a_scenario_run_as_a_drill_is_marked_so_and_left_out_of_published_figures(scenario_env: Settings) -> None:
+    plan = Scenario.load(REPO_ROOT / "simulators" / "scenarios" / "flood.yaml")
+    stats = run_scenario(plan, scenario_env, speed=1200, exercise=True)
+    api = httpx.Client(base_url=f"{scenario_env.sim_api_url}/api/v1", timeout=30)
+    with psycopg.connect(scenario_env.database_url, autocommit=True) as db:
+        wait_until(lambda: db.execute("SELECT count(*) FROM readings").fetchone()[0] == stats.values, what="stored")
+        wait_until(lambda: db.execute("SELECT count(*) FROM alerts").fetchone()[0] >= 3, what="the alerts")
+        wait_until(
+            lambda: (
+                db.execute("SELECT count(*) FROM incident_members").fetchone()[0]
+                == db.execute("SELECT (SELECT count(*) FROM alerts) + (SELECT count(*) FROM tickets)").fetchone()[0]
+            ),
+            what="every alert and report in an incident",
+        )
+        marks = db.execute(
+            "SELECT (SELECT bool_and(exercise) FROM alerts), (SELECT bool_and(exercise) FROM tickets),"
+            " (SELECT bool_and(exercise) FROM incidents), (SELECT array_agg(DISTINCT type) FROM incidents)"
+        ).fetchone()
+        assert marks == (True, True, True, ["flood"])
+        public = db.execute(
+            "SELECT id FROM alerts a WHERE EXISTS (SELECT 1 FROM rules r WHERE r.id = a.rule_id AND r.public)"
+            " AND state <> 'resolved'"
+        ).fetchall()
+    for (alert_id,) in public:
+        assert "<status>Exercise</status>" in api.get(f"/cap/{alert_id}.xml").text
+    day = datetime.fromtimestamp(plan.start_time(), CITY_TZ).date()
+    window = {"start": (day - timedelta(days=1)).isoformat(), "end": (day + timedelta(days=1)).isoformat()}
+    assert api.get("/open-data/response-times", params=window).json() == []
+    assert api.get("/open/sprint", params=window).json() == []
