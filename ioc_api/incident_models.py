@@ -69,6 +69,15 @@ class StateIn(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
+class OwnerIn(BaseModel):
+    """Who owns the incident: a unit (a ward, or the city), and a city department if one takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+    unit_id: str
+    department: str | None = Field(None, max_length=120, examples=["Sở Xây dựng"])
+    note: str | None = Field(None, max_length=2000)
+
+
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(min_length=1, max_length=2000)

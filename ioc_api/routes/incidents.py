@@ -24,6 +24,7 @@ from ioc_api.incident_models import (
     MergeIn,
     NoteIn,
     Notification,
+    OwnerIn,
     SplitIn,
     StateIn,
     TimelineEntry,
@@ -265,6 +266,31 @@ async def approve(incident_id: int, key: str, db: Db, principal: Operator, reque
     if await cur.fetchone() is None:
         raise Problem(409, f"step {key!r} is not done, or approved already")
     await _record(request, db, row, "step_approved", principal.username, step=key)
+    return await get_incident(incident_id, db, principal)
+
+
+@router.post("/incidents/{incident_id}/owner", summary="Hand the incident to another unit, or to a city department")
+async def set_owner(incident_id: int, body: OwnerIn, db: Db, principal: Operator, request: Request) -> Incident:
+    if principal.role not in CITY_ROLES:
+        raise Problem(403, "the city hands incidents over")
+    row = await _one(db, incident_id, lock=True)
+    cur = await db.execute("SELECT 1 FROM units WHERE id = %s", (body.unit_id,))
+    if await cur.fetchone() is None:
+        raise Problem(422, f"no unit {body.unit_id!r}")
+    await db.execute(
+        "UPDATE incidents SET unit_id = %s, department = %s, updated_at = now() WHERE id = %s",
+        (body.unit_id, body.department, incident_id),
+    )
+    await _record(
+        request,
+        db,
+        {**row, "unit_id": body.unit_id},
+        "owner",
+        principal.username,
+        body.note,
+        previous=row["unit_id"],
+        department=body.department,
+    )
     return await get_incident(incident_id, db, principal)
 
 

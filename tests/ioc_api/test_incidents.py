@@ -111,3 +111,12 @@ def test_two_incidents_merge_into_one_and_one_splits_in_two(http, tokens, db: ps
     assert http.get(f"/incidents/{keep}", headers=city).json()["members"] == 2
     everything = moving + [{"member_type": "ticket", "member_id": keep * 1000 + i} for i in range(2)]
     assert http.post(f"/incidents/{keep}/split", headers=city, json={"members": everything}).status_code == 422
+
+
+def test_the_city_hands_an_incident_to_a_department(http, tokens, db: psycopg.Connection) -> None:
+    owned = incident(db, "hai-chau", datetime.now(UTC))
+    to_city = {"unit_id": "danang", "department": "Sở Xây dựng", "note": "Sạt lở kè"}
+    assert http.post(f"/incidents/{owned}/owner", headers=as_(tokens["hai_chau"]), json=to_city).status_code == 403
+    handed = http.post(f"/incidents/{owned}/owner", headers=as_(tokens["city"]), json=to_city).json()
+    assert (handed["unit_id"], handed["department"]) == ("danang", "Sở Xây dựng")
+    assert http.get(f"/incidents/{owned}", headers=as_(tokens["hai_chau"])).status_code == 404  # no longer the ward's
