@@ -17,6 +17,8 @@ from ioc_api.deps import EVERY_UNIT, clear_scope, scoped_connection
 from ioc_api.feed import EventFeed
 from ioc_api.headers import SecurityHeaders
 from ioc_api.live import VALUE_SLOTS, VALUES_PERIOD_S, LiveHub
+from ioc_api.ngsild import protocol as ngsild_protocol
+from ioc_api.ngsild.store import EntityStore
 from ioc_api.photos import PhotoStore
 from ioc_api.rate_limits import RateLimits
 from ioc_api.routes import (
@@ -30,6 +32,7 @@ from ioc_api.routes import (
     health,
     incidents,
     live,
+    ngsild,
     open311,
     performance,
     public_reports,
@@ -103,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool, app.state.hub, app.state.bus, app.state.settings = pool, hub, bus, settings
         app.state.feed = feed
         app.state.latest_bodies = BodyCache(settings.latest_max_age_s)
+        app.state.entities = EntityStore(lambda: scoped_connection(pool, EVERY_UNIT), settings.ngsild_max_age_s)
         app.state.sprint_bodies = BodyCache(settings.sprint_max_age_s)
         app.state.rate_limits = RateLimits()
         app.state.calendar = WorkingCalendar({}, parse_office_hours(settings.office_hours))
@@ -142,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     problems.install(app)
+    ngsild_protocol.install(app)
     app.include_router(health.router)
     for module in (
         auth,
@@ -166,6 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(open311.router)
+    app.include_router(ngsild.router)
     app.include_router(live.rest, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")

@@ -1,6 +1,7 @@
 """``python -m ioc_api.cli``: users and tokens.
 
 user create USERNAME --role ROLE [--units hai-chau,hoa-cuong]   (password read from stdin or prompted)
+user create USERNAME --role partner --tenant TENANT             (a partner providing NGSI-LD entities)
 user list
 user disable USERNAME
 user unlock USERNAME                                            (after failed logins locked it)
@@ -33,6 +34,7 @@ from psycopg.types.json import Jsonb
 
 from ioc_api import broker_accounts, report_cli
 from ioc_api.security import ROLES, digest, hash_password
+from ioc_core.ngsild import TENANT
 from ioc_core.settings import get_settings
 
 
@@ -47,22 +49,33 @@ def _audit(conn: psycopg.Connection, action: str, target: str, details: dict) ->
     )
 
 
-def create_user(conn: psycopg.Connection, username: str, role: str, units: list[str], password: str | None) -> int:
+def create_user(
+    conn: psycopg.Connection,
+    username: str,
+    role: str,
+    units: list[str],
+    password: str | None,
+    tenant: str | None = None,
+) -> int:
     if role not in ROLES:
         raise SystemExit(f"role must be one of {', '.join(ROLES)}")
     if role == "ward_operator" and not units:
         raise SystemExit("a ward operator needs --units")
+    if (role == "partner") != bool(tenant):
+        raise SystemExit("a partner, and only a partner, has a --tenant")
+    if tenant is not None and not TENANT.fullmatch(tenant):
+        raise SystemExit("a tenant is 1 to 40 lower-case letters, digits and '-'")
     unknown = [u for u in units if not conn.execute("SELECT 1 FROM units WHERE id = %s", (u,)).fetchone()]
     if unknown:
         raise SystemExit(f"unknown units: {', '.join(unknown)}")
     row = conn.execute(
-        "INSERT INTO users (username, password_hash, role, units) VALUES (%s, %s, %s, %s)"
+        "INSERT INTO users (username, password_hash, role, units, tenant) VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (username) DO NOTHING RETURNING id",
-        (username, hash_password(password) if password else None, role, units),
+        (username, hash_password(password) if password else None, role, units, tenant),
     ).fetchone()
     if row is None:
         raise SystemExit(f"user {username!r} exists")
-    _audit(conn, "user.create", username, {"role": role, "units": units})
+    _audit(conn, "user.create", username, {"role": role, "units": units, "tenant": tenant})
     return row[0]
 
 
@@ -100,6 +113,7 @@ def main() -> None:
     create.add_argument("username")
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--units", default="", help="comma-separated unit ids (ward operators)")
+    create.add_argument("--tenant", help="a partner's NGSI-LD tenant (NGSILD-Tenant)")
     create.add_argument("--no-password", action="store_true", help="a service account: tokens only")
     user.add_parser("list")
     user.add_parser("disable").add_argument("username")
@@ -138,7 +152,7 @@ def main() -> None:
         match args.what, getattr(args, "action", None):
             case "user", "create":
                 units = [u for u in args.units.split(",") if u]
-                user_id = create_user(conn, args.username, args.role, units, _password(args))
+                user_id = create_user(conn, args.username, args.role, units, _password(args), args.tenant)
                 print(f"user {args.username} created (id {user_id})")
             case "user", "list":
                 for row in conn.execute("SELECT id, username, role, units, disabled FROM users ORDER BY id"):

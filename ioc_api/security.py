@@ -14,7 +14,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import AsyncConnection
 
-ROLES = ("admin", "engineer", "city_operator", "ward_operator", "hotline_operator", "public")
+ROLES = ("admin", "engineer", "city_operator", "ward_operator", "hotline_operator", "public", "partner")
 _hasher = PasswordHasher()
 # Verifying against this keeps the time of a login for an unknown user like that of a known one.
 _DUMMY_HASH = _hasher.hash("not a password")
@@ -42,6 +42,7 @@ class Principal:
     role: str
     scope: frozenset[str] | None  # the units a ward operator may see; None: every unit
     token_id: int | None = None  # the token of this request
+    tenant: str | None = None  # a partner's NGSI-LD tenant
 
     def sees(self, unit_id: str | None) -> bool:
         return self.scope is None or unit_id in self.scope
@@ -64,12 +65,13 @@ async def issue_token(conn: AsyncConnection, user_id: int, kind: str, lifetime: 
 
 async def principal_for(conn: AsyncConnection, token: str) -> Principal | None:
     cur = await conn.execute(
-        "SELECT u.id, u.username, u.role, u.units, t.id FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        "SELECT u.id, u.username, u.role, u.units, t.id, u.tenant FROM api_tokens t JOIN users u ON u.id = t.user_id"
         " WHERE t.digest = %s AND t.revoked_at IS NULL AND t.expires_at > now() AND NOT u.disabled",
         (digest(token),),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    user_id, username, role, units, token_id = row
-    return Principal(user_id, username, role, frozenset(units) if role == "ward_operator" else None, token_id)
+    user_id, username, role, units, token_id, tenant = row
+    scope = frozenset(units) if role == "ward_operator" else None
+    return Principal(user_id, username, role, scope, token_id, tenant)

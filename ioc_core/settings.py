@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     latest_max_age_s: float = Field(
         1.0, ge=0, description="How long a /latest body is shared by callers of the same scope (0: never)."
     )
+    ngsild_max_age_s: float = Field(
+        1.0, gt=0, description="How old the NGSI-LD entities may be before a request has them rebuilt."
+    )
     session_hours: float = Field(12, gt=0, description="Lifetime of a login's token (a shift).")
     live_feed_period_s: float = Field(
         0.5,

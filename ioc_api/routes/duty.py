@@ -75,6 +75,11 @@ async def add_rule(body: NotificationRule, db: Db, principal: Admin) -> Notifica
         raise Problem(422, "a webhook rule signs with a secret and reaches URLs (url:...)")
     if body.channel == "email" and any(c.to.startswith("url:") for c in body.chain):
         raise Problem(422, "an email rule reaches people and addresses, not URLs")
+    if (
+        body.unit_id is not None
+        and not await (await db.execute("SELECT 1 FROM units WHERE id = %s", (body.unit_id,))).fetchone()
+    ):
+        raise Problem(422, f"no unit {body.unit_id!r}")
     cur = await db.execute(
         "INSERT INTO notification_rules (name, unit_id, incident_types, min_severity, channel, chain, remind_minutes,"
         " secret, exercises, enabled) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",

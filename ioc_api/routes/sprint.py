@@ -48,6 +48,8 @@ COLUMNS = (
 def _window(start: date | None, end: date | None) -> tuple[datetime, datetime]:
     today = datetime.now(VIETNAM).date()
     end = end or today
+    if not date(2000, 1, 1) <= end <= date(2100, 12, 31):
+        raise Problem(422, "start comes before end, both within 2000 to 2100")
     start = start or end - timedelta(days=29)
     if not date(2000, 1, 1) <= start <= end <= date(2100, 12, 31):
         raise Problem(422, "start comes before end, both within 2000 to 2100")

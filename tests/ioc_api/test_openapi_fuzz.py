@@ -64,6 +64,12 @@ def test_no_request_gets_a_server_error_and_every_refusal_says_why(fuzzed_api: t
                     # Open311's own error format (tests/ioc_api/test_open311.py checks both forms)
                     if case.formatted_path.endswith(".json") and response.status_code != 422:
                         assert all(e["code"] and e["description"] for e in response.json()), where
+                elif response.status_code >= 400 and case.path.startswith("/ngsi-ld/"):
+                    # NGSI-LD's ProblemDetails: application/json, a type from the specification's list
+                    assert response.headers["content-type"] == ["application/json"], where
+                    problem = response.json()
+                    assert problem["type"].startswith("https://uri.etsi.org/ngsi-ld/errors/"), where
+                    assert problem["detail"], where
                 elif response.status_code >= 400:
                     assert response.headers["content-type"] == ["application/problem+json"], where
                     assert response.json()["detail"], where
