@@ -34,6 +34,7 @@ from ioc_api.routes import (
     live,
     ngsild,
     ngsild_temporal,
+    ngsild_writes,
     open311,
     performance,
     public_reports,
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(open311.router)
     app.include_router(ngsild.router)
     app.include_router(ngsild_temporal.router)
+    app.include_router(ngsild_writes.router)
     app.include_router(live.rest, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")

@@ -21,6 +21,11 @@ from ioc_core.units import CITY_ID
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 5.0
+PUBLISH_TIMEOUT_S = 5.0
+
+
+class BrokerUnavailable(Exception):
+    """A message the broker has not taken."""
 
 
 class LiveBus:
@@ -79,6 +84,17 @@ class LiveBus:
             await client.publish(topics.live(event.unit_id or CITY_ID, event.kind), event.to_json(), qos=1)
         except aiomqtt.MqttError as exc:
             log.warning("event stored but not pushed", extra={"event_id": event.id, "error": str(exc)})
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 1, returning once the broker has taken it (its PUBACK);
+        ``BrokerUnavailable`` when it cannot, so that the caller can say so and be asked again."""
+        client = self._client
+        if client is None:
+            raise BrokerUnavailable("the broker is unreachable")
+        try:
+            await asyncio.wait_for(client.publish(topic, payload, qos=1), PUBLISH_TIMEOUT_S)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            raise BrokerUnavailable(f"the broker did not take the message: {exc or 'no answer'}") from exc
 
     def _dispatch(self, topic: str, payload: bytes) -> None:
         where = topics.live_of(topic)

@@ -48,8 +48,12 @@ def not_found(detail: str) -> NgsiError:
     return NgsiError(404, "ResourceNotFound", detail)
 
 
+def problem_body(status: int, kind: str, detail: str) -> dict[str, Any]:
+    return {"type": ERRORS + kind, "title": _TITLES.get(kind, kind), "status": status, "detail": detail}
+
+
 def problem_response(status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    body = {"type": ERRORS + kind, "title": _TITLES.get(kind, kind), "status": status, "detail": detail}
+    body = problem_body(status, kind, detail)
     return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
 
 

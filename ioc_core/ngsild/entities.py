@@ -29,6 +29,7 @@ class Model:
     attributes: dict[str, tuple[str, str | None]]
     controls: tuple[str, ...]
     period: bool = False  # the model needs dateObservedFrom and dateObservedTo
+    devices_listed: bool = False  # the model's refDevice is a list of devices, even of one
 
 
 MODELS: dict[str, Model] = {
@@ -45,7 +46,9 @@ MODELS: dict[str, Model] = {
         {"speed_kmh": ("averageVehicleSpeed", "KMH")},
         ("trafficFlow", "speed"),
     ),
-    "street_light": Model("Streetlight", {"power_w": ("powerConsumption", "WTT")}, ("light", "power")),
+    "street_light": Model(
+        "Streetlight", {"power_w": ("powerConsumption", "WTT")}, ("light", "power"), devices_listed=True
+    ),
     "parking": Model("", {}, ("occupancy",)),  # no parking model to serve: a Device only
 }
 # The kind of a partner's entity, from its type: its values meet the same rules as the city's.
@@ -161,7 +164,8 @@ def prop(value: Any, observed: datetime | None = None, unit_code: str | None = N
     return out
 
 
-def rel(target: str) -> dict:
+def rel(target: str | list[str]) -> dict:
+    """A Relationship to one entity or, where the model wants a list, to several."""
     return {"type": "Relationship", "object": target}
 
 
@@ -230,7 +234,7 @@ def sensor_entities(sensor: Sensor, latest: Latest, units: dict[str, Unit]) -> l
         attrs["status"] = prop("ok")
         if "power_w" in latest:
             attrs["powerState"] = prop("on" if latest["power_w"][1] > 0 else "off", latest["power_w"][0])
-    attrs["refDevice"] = rel(device_urn(sensor.id))
+    attrs["refDevice"] = rel([device_urn(sensor.id)] if model.devices_listed else device_urn(sensor.id))
     _placed(attrs, sensor.unit_id, units, sensor.lon, sensor.lat)
     entity_id = f"{URN}{model.type}:{sensor.id}"
     public = not sensor.exercise

@@ -60,7 +60,7 @@ def test_highway_crossings_by_direction_reach_the_database_and_congestion_raises
     settings = Settings(
         mqtt_url=broker.url_for("vision"), snapshot_dir=snapshot_dir, vision_counts_interval_s=5, vision_confidence=0.2
     )
-    (spec,) = registered_cameras(Settings(database_url=database_url, vision_shard=(0, 1))).values()
+    spec = registered_cameras(Settings(database_url=database_url, vision_shard=(0, 1)))["cam-hw"]
     assert spec == CameraSpec("cam-hw", video + "?realtime=0&loop=0", analytics)
 
     worker = Worker(settings, detector)
