@@ -26,6 +26,7 @@ from ioc_api.routes import (
     audit_log,
     auth,
     cap,
+    catalogue,
     dead_letters,
     duty,
     events,
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         duty,
     ):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(catalogue.router, prefix="/api/v1")  # with the open readings it lists
     app.include_router(open311.router)
     app.include_router(ngsild.router)
     app.include_router(ngsild_temporal.router)
