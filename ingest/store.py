@@ -15,6 +15,7 @@ import psycopg
 from ingest.batching import Batch
 from ingest.payloads import StatusChange
 from ioc_core.events import Event, Location, Source, insert_event
+from ioc_core.topics import VALUES_STORED
 from ioc_core.units import CITY_ID
 
 
@@ -38,6 +39,25 @@ _UPSERT_LATEST = (
     " WHERE latest.time < EXCLUDED.time"
 )
 _MARK_DIRTY = "INSERT INTO rollup_dirty (minute) SELECT DISTINCT time_bucket('1 minute', time) FROM readings_stage"
+
+
+# Said at commit to whoever listens (the subscriptions' notifier): which sensors have new values.
+_SIGNAL_STORED = f"SELECT pg_notify('{VALUES_STORED}', %s)"
+_SIGNAL_BYTES = 7900  # a notification's payload is under 8,000 bytes
+
+
+def stored_signals(batch: Batch) -> list[str]:
+    """The batch's sensor ids, comma-separated, in as few payloads as fit."""
+    chunks, current, size = [], [], 0
+    for sensor_id in sorted({r.sensor_id for r in batch.readings}):
+        if current and size + len(sensor_id.encode()) + 1 > _SIGNAL_BYTES:
+            chunks.append(",".join(current))
+            current, size = [], 0
+        current.append(sensor_id)
+        size += len(sensor_id.encode()) + 1
+    if current:
+        chunks.append(",".join(current))
+    return chunks
 
 
 class ReadingStore:
@@ -87,6 +107,7 @@ class ReadingStore:
                 inserted = self._insert_readings(conn, cur)
                 cur.execute(_UPSERT_LATEST)
                 cur.execute(_MARK_DIRTY)
+                cur.executemany(_SIGNAL_STORED, [(ids,) for ids in stored_signals(batch)])
             if batch.dead_letters:
                 cur.executemany(
                     "INSERT INTO dead_letters (received_at, topic, payload, reason) VALUES (%s, %s, %s, %s)",

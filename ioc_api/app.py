@@ -18,7 +18,6 @@ from ioc_api.feed import EventFeed
 from ioc_api.headers import SecurityHeaders
 from ioc_api.live import VALUE_SLOTS, VALUES_PERIOD_S, LiveHub
 from ioc_api.ngsild import protocol as ngsild_protocol
-from ioc_api.ngsild.store import EntityStore
 from ioc_api.photos import PhotoStore
 from ioc_api.rate_limits import RateLimits
 from ioc_api.routes import (
@@ -34,6 +33,7 @@ from ioc_api.routes import (
     incidents,
     live,
     ngsild,
+    ngsild_subscriptions,
     ngsild_temporal,
     ngsild_writes,
     open311,
@@ -52,6 +52,7 @@ from ioc_api.routes import (
 from ioc_api.tickets import Tickets
 from ioc_core.addresses import Gazetteer
 from ioc_core.loops import Loop
+from ioc_core.ngsild.store import EntityStore
 from ioc_core.settings import REPO_ROOT, Settings, get_settings
 from ioc_core.working_days import WorkingCalendar, parse_office_hours
 
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ngsild.router)
     app.include_router(ngsild_temporal.router)
     app.include_router(ngsild_writes.router)
+    app.include_router(ngsild_subscriptions.router)
     app.include_router(live.rest, prefix="/api/v1")
     app.include_router(live.router)
     app.mount("/", StaticFiles(directory=DASHBOARDS_DIR, html=True), name="dashboards")

@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     )
     notify_attempts: int = Field(8, ge=1, description="Tries of a notification before it is given up as failed.")
     notify_metrics_port: int = Field(9301, description="Prometheus /metrics and /ready of the notifier.")
+    ngsild_notify_attempts: int = Field(
+        3, ge=1, description="Tries of an NGSI-LD notification (0.5 s, 1 s, ... apart) before it counts as failed."
+    )
+    ngsild_notify_timeout_s: float = Field(5.0, gt=0, description="How long a subscriber's endpoint has to answer.")
     cap_sender: str = Field("ioc@danang.gov.vn", description="The sender of the CAP 1.2 feed's alerts.")
 
     ingest_client_id_prefix: str = Field(

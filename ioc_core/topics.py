@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass
 
 PREFIX = "ioc/v1"
+# PostgreSQL's NOTIFY channels: new latest values (ingest, at commit), subscriptions changed (the API).
+VALUES_STORED = "ioc_values_stored"
+SUBSCRIPTIONS_CHANGED = "ioc_ngsild_subscriptions"
 
 SENSOR_READINGS = f"{PREFIX}/sensors/+/readings"
 GATEWAY_READINGS = f"{PREFIX}/gateways/+/readings"

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from ioc_api.deps import EVERY_UNIT, Db, set_scope
 from ioc_api.security import Principal, principal_for
 from ioc_core.ngsild import TENANT
+from ioc_core.ngsild.access import Viewer
 from ioc_core.ngsild.entities import Entity
 from ioc_core.ngsild.jsonld import CORE_URL, ContextError, Translation, Vocabulary, translation, vocabulary
 
@@ -28,7 +29,6 @@ JSON, JSON_LD, GEO_JSON, MERGE_PATCH = (
 )
 CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 _LINK = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]+)*)")
-CITY_ROLES = frozenset({"admin", "engineer", "city_operator"})
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -128,20 +128,17 @@ class Caller:
     def link_header(self) -> str:
         return f'<{self.context}>; rel="{CONTEXT_REL}"; type="{JSON_LD}"'
 
-    def sees(self, entity: Entity) -> bool:
+    @property
+    def viewer(self) -> Viewer:
         p = self.principal
-        if p is not None and p.role == "partner":
-            return entity.tenant == p.tenant or (entity.public and not entity.tenant)
-        if p is None or p.role in ("public", "hotline_operator"):
-            return entity.public and not entity.tenant
-        if p.scope is None:
-            return True
-        return entity.unit_id in p.scope or entity.type == "AdministrativeUnit"
+        return Viewer(None) if p is None else Viewer(p.role, p.scope, p.tenant)
+
+    def sees(self, entity: Entity) -> bool:
+        return self.viewer.sees(entity)
 
     @property
     def open_only(self) -> bool:
-        p = self.principal
-        return p is None or p.role in ("public", "hotline_operator")
+        return self.viewer.open_only
 
 
 async def optional_principal(
@@ -217,3 +214,36 @@ def answer(caller: Caller, media: str, body: Any, status: int = 200, headers: di
     elif media == JSON:
         headers["Link"] = caller.link_header()
     return Response(orjson.dumps(body), status_code=status, media_type=media, headers=headers)
+
+
+async def read_body(request: Request, allowed: tuple[str, ...] = (JSON, JSON_LD)) -> tuple[str, Any]:
+    """The request's media type and JSON body; 415 and 400 say what is wrong with them."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in allowed:
+        raise NgsiError(
+            415, "UnsupportedMediaType", f"the body is one of {', '.join(allowed)}, not {media or 'untyped'}"
+        )
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise NgsiError(400, "InvalidRequest", f"the body is not JSON: {exc}") from exc
+    return media, body
+
+
+def context_of(request: Request, media: str, body: Any) -> Any:
+    """The ``@context`` a body speaks: in the body with JSON-LD, in ``Link`` with JSON."""
+    inline = body.get("@context") if isinstance(body, dict) else None
+    if media == JSON_LD:
+        if link_context(request) is not None:
+            raise bad_request("application/ld+json carries its @context in the body, not in Link")
+        if inline is None:
+            raise bad_request("application/ld+json needs @context in the body")
+        return inline
+    if inline is not None:
+        raise bad_request("@context in the body comes with Content-Type application/ld+json")
+    return link_context(request)
+
+
+async def body_terms(request: Request, media: str, entity: Any) -> Translation:
+    """The vocabulary an entity speaks: ``@context`` in the body with JSON-LD, ``Link`` with JSON."""
+    return translation(await vocabulary_of(context_of(request, media, entity)))

@@ -28,11 +28,11 @@ from ioc_api.ngsild.protocol import (
     negotiate,
     not_found,
 )
-from ioc_api.ngsild.store import Snapshot
 from ioc_core.ngsild.entities import Entity
 from ioc_core.ngsild.jsonld import IOC_DOCUMENT
 from ioc_core.ngsild.present import feature, present
 from ioc_core.ngsild.query import QueryError, Selection, id_pattern, parse_geo, parse_q, rename
+from ioc_core.ngsild.store import Snapshot
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 MAX_LIMIT = 1000

@@ -25,16 +25,16 @@ from ioc_api.ngsild.protocol import (
     MERGE_PATCH,
     NgsiError,
     bad_request,
-    link_context,
+    body_terms,
     not_found,
     optional_principal,
     problem_body,
-    vocabulary_of,
+    read_body,
 )
 from ioc_api.routes.ngsild import _check_uri
 from ioc_api.security import Principal
 from ioc_core import topics
-from ioc_core.ngsild.jsonld import Translation, translation
+from ioc_core.ngsild.jsonld import Translation
 from ioc_core.ngsild.writes import EntityError, Parsed, attribute_of, kind_of, parse, sensor_id_for
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
@@ -58,35 +58,8 @@ async def partner(request: Request, principal: Annotated[Principal | None, Depen
 Partner = Annotated[Principal, Depends(partner)]
 
 
-async def _body(request: Request, allowed: tuple[str, ...] = (JSON, JSON_LD)) -> tuple[str, Any]:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in allowed:
-        raise NgsiError(
-            415, "UnsupportedMediaType", f"the body is one of {', '.join(allowed)}, not {media or 'untyped'}"
-        )
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise NgsiError(400, "InvalidRequest", f"the body is not JSON: {exc}") from exc
-    return media, body
-
-
-async def _terms(request: Request, media: str, entity: Any):
-    """The vocabulary an entity speaks: ``@context`` in the body with JSON-LD, ``Link`` with JSON."""
-    inline = entity.get("@context") if isinstance(entity, dict) else None
-    if media == JSON_LD:
-        if link_context(request) is not None:
-            raise bad_request("application/ld+json carries its @context in the body, not in Link")
-        if inline is None:
-            raise bad_request("application/ld+json needs @context in the body")
-        return translation(await vocabulary_of(inline))
-    if inline is not None:
-        raise bad_request("@context in the body comes with Content-Type application/ld+json")
-    return translation(await vocabulary_of(link_context(request)))
-
-
 async def _parse(request: Request, media: str, body: Any, **kwargs) -> Parsed:
-    terms = await _terms(request, media, body)
+    terms = await body_terms(request, media, body)
     try:
         return parse(body, terms, **kwargs)
     except EntityError as exc:
@@ -234,7 +207,7 @@ async def _existing(db: AsyncConnection, tenant: str, entity_id: str) -> tuple[s
 
 @router.post("/entities", status_code=201, summary="Create an entity (partners, in their tenant)")
 async def create_entity(request: Request, principal: Partner, db: Db) -> Response:
-    media, body = await _body(request)
+    media, body = await read_body(request)
     entity = await _parse(request, media, body)
     write = Write(request, db, principal.tenant)
     await write.create(entity)
@@ -244,7 +217,7 @@ async def create_entity(request: Request, principal: Partner, db: Db) -> Respons
 
 @router.put("/entities/{entity_id:path}", status_code=204, summary="Replace an entity")
 async def replace_entity(entity_id: str, request: Request, principal: Partner, db: Db) -> Response:
-    media, body = await _body(request)
+    media, body = await read_body(request)
     held = await _existing(db, principal.tenant, entity_id)
     entity = await _parse(request, media, {"id": entity_id, **body} if isinstance(body, dict) else body)
     if entity.id != entity_id:
@@ -259,7 +232,7 @@ async def replace_entity(entity_id: str, request: Request, principal: Partner, d
 async def merge_entity(entity_id: str, request: Request, principal: Partner, db: Db) -> Response:
     if entity_id.endswith("/attrs"):
         return await update_attrs(entity_id.removesuffix("/attrs"), request, principal, db)
-    media, body = await _body(request, (JSON, JSON_LD, MERGE_PATCH))
+    media, body = await read_body(request, (JSON, JSON_LD, MERGE_PATCH))
     held = await _existing(db, principal.tenant, entity_id)
     entity = await _parse(request, JSON if media == MERGE_PATCH else media, body, whole=False, kind=kind_of(held[1]))
     entity.id = entity_id
@@ -271,9 +244,9 @@ async def merge_entity(entity_id: str, request: Request, principal: Partner, db:
 
 async def update_attrs(entity_id: str, request: Request, principal: Principal, db: AsyncConnection) -> Response:
     """Update only the attributes the entity has; a 207 names those it has not."""
-    media, body = await _body(request)
+    media, body = await read_body(request)
     held = await _existing(db, principal.tenant, entity_id)
-    terms = await _terms(request, media, body)
+    terms = await body_terms(request, media, body)
     has = await _attributes(db, held)
     if isinstance(body, dict):
         refused = sorted({terms.to_ioc(k) for k in body if k not in ("@context", "id", "type")} - has)
@@ -291,7 +264,7 @@ async def append_attrs(entity_id: str, request: Request, principal: Partner, db:
     if not entity_id.endswith("/attrs"):
         raise NgsiError(405, "OperationNotSupported", "POST goes to /entities or /entities/{id}/attrs")
     entity_id = entity_id.removesuffix("/attrs")
-    media, body = await _body(request)
+    media, body = await read_body(request)
     held = await _existing(db, principal.tenant, entity_id)
     entity = await _parse(request, media, body, whole=False, kind=kind_of(held[1]))
     entity.id = entity_id
@@ -299,7 +272,7 @@ async def append_attrs(entity_id: str, request: Request, principal: Partner, db:
     write = Write(request, db, principal.tenant)
     skipped = await write.merge(entity, held, overwrite="noOverwrite" not in options)
     await write.finish()
-    terms = await _terms(request, media, body)
+    terms = await body_terms(request, media, body)
     return _update_result(terms, entity.names - set(skipped), skipped, "noOverwrite: the entity has it")
 
 
@@ -308,7 +281,7 @@ async def delete_entity(entity_id: str, request: Request, principal: Partner, db
     if "/attrs/" in entity_id:
         entity_id, name = entity_id.split("/attrs/", 1)
         held = await _existing(db, principal.tenant, entity_id)
-        terms = await _terms(request, JSON, None)
+        terms = await body_terms(request, JSON, None)
         entity = Parsed(entity_id, None, deleted={terms.to_ioc(name)})
         if terms.to_ioc(name) not in await _attributes(db, held):
             raise not_found(f"entity {entity_id!r} has no attribute {name!r}")
@@ -324,7 +297,7 @@ async def delete_entity(entity_id: str, request: Request, principal: Partner, db
 
 
 async def _batch(request: Request) -> tuple[str, list]:
-    media, body = await _body(request)
+    media, body = await read_body(request)
     if not isinstance(body, list) or not body:
         raise bad_request("a batch is a non-empty JSON array")
     if len(body) > MAX_BATCH:

@@ -26,11 +26,10 @@ CREATE TABLE ngsi_entities (
 CREATE TABLE ngsi_subscriptions (
     id                text PRIMARY KEY,           -- urn:ngsi-ld:Subscription:...
     tenant            text NOT NULL DEFAULT '',
-    owner             text NOT NULL,              -- the username that made it
-    scope             text[],                     -- the units its owner sees; NULL: every unit
-    open_only         boolean NOT NULL DEFAULT false, -- its owner sees open data only
-    body              jsonb NOT NULL,             -- as given, in the IOC's terms
-    context           jsonb,                      -- the owner's @context, for its notifications
+    owner             text NOT NULL REFERENCES users (username) ON DELETE CASCADE,  -- its notifications
+                                                  -- show what the owner's role and units show now
+    body              jsonb NOT NULL,             -- as given, in the owner's terms
+    context           jsonb,                      -- the owner's @context: its terms
     active            boolean NOT NULL DEFAULT true,
     expires_at        timestamptz,
     throttling_s      double precision NOT NULL DEFAULT 0,

@@ -181,6 +181,10 @@ def scalar(raw: str) -> Any:
     raw = raw.strip()
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
         return raw[1:-1].replace('\\"', '"')
+    if raw.startswith('"'):
+        raise QueryError(f"q: the string {raw} lacks its closing quote")
+    if raw[:1] in ("<", ">", "=", "!", "~"):
+        raise QueryError(f"q: {raw!r} is not a value")
     if raw in ("true", "false"):
         return raw == "true"
     if _NUMBER.match(raw):

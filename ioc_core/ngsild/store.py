@@ -40,6 +40,8 @@ _SENSORS = (
     " FROM sensors s LEFT JOIN ngsi_entities e ON e.sensor_id = s.id WHERE s.registered"
 )
 _LATEST = "SELECT sensor_id, metric, time, value FROM latest ORDER BY sensor_id, metric"
+_SOME_SENSORS = _SENSORS + " AND s.id = ANY(%s)"
+_SOME_LATEST = "SELECT sensor_id, metric, time, value FROM latest WHERE sensor_id = ANY(%s) ORDER BY sensor_id, metric"
 _CAMERAS = "SELECT id, name, unit_id, lat, lon, status, last_seen, created_at, exercise FROM cameras"
 _ALERTS = (
     "SELECT a.id, a.unit_id, a.source_type, a.source_id, s.kind, a.severity, a.state, a.title, a.lat, a.lon,"
@@ -139,6 +141,20 @@ class EntityStore:
         self._snapshot = snapshot
         log.debug("NGSI-LD entities rebuilt in %.3f s", snapshot.built - started)
         return snapshot
+
+
+async def read_units(conn: AsyncConnection) -> dict[str, Unit]:
+    return {row[0]: Unit(*row) for row in await (await conn.execute(_UNITS)).fetchall()}
+
+
+async def entities_of_sensors(conn: AsyncConnection, sensor_ids: list[str], units: dict[str, Unit]) -> list[Entity]:
+    """The entities of some sensors as they stand now: what the notifier of subscriptions sends
+    when their values change."""
+    sensors = await (await conn.execute(_SOME_SENSORS, (sensor_ids,))).fetchall()
+    values: dict[str, list[tuple]] = defaultdict(list)
+    for sensor_id, metric, t, value in await (await conn.execute(_SOME_LATEST, (sensor_ids,))).fetchall():
+        values[sensor_id].append((metric, t, value))
+    return [e for row in sensors for e in _sensor(row, tuple(values.get(row[0], ())), units)]
 
 
 def _latest(rows: tuple) -> dict:
