@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: help run test setup lint format bench bench-rest bench-vision bench-reports bench-incidents soak screenshots stop
+.PHONY: help run test setup lint format bench bench-rest bench-ngsild bench-vision bench-reports bench-incidents soak screenshots stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -24,6 +24,10 @@ bench-vision: setup ## The vision worker against a naive loop, and cameras per w
 
 bench-rest: setup ## REST latency on a loaded dataset (50 million readings: about half an hour to load)
 	@.venv/bin/python -m bench.rest
+
+bench-ngsild: setup ## NGSI-LD entity and temporal queries against the REST API's on 10,000 sensors; notifications with 1,000 subscriptions
+	@.venv/bin/python -m bench.ngsild
+	@.venv/bin/python -m bench.ngsild_notify
 
 bench-reports: setup ## Citizens' reports: filing at 50/s with photos; the tracking and civic sprint pages on a million tickets
 	@.venv/bin/python -m bench.reports

@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool, app.state.hub, app.state.bus, app.state.settings = pool, hub, bus, settings
         app.state.feed = feed
         app.state.latest_bodies = BodyCache(settings.latest_max_age_s)
-        app.state.entities = EntityStore(lambda: scoped_connection(pool, EVERY_UNIT), settings.ngsild_max_age_s)
+        app.state.entities = EntityStore(settings.database_url, settings.ngsild_max_age_s)
         app.state.sprint_bodies = BodyCache(settings.sprint_max_age_s)
         app.state.rate_limits = RateLimits()
         app.state.calendar = WorkingCalendar({}, parse_office_hours(settings.office_hours))
@@ -137,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await pool.close()
+            app.state.entities.close()
 
     app = FastAPI(
         title="IOC API",

@@ -94,7 +94,6 @@ class Sensor:
     unit_id: str | None
     lat: float | None
     lon: float | None
-    metrics: dict[str, Any]
     interval_s: float | None
     status: str
     last_seen: datetime | None

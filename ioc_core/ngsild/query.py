@@ -319,8 +319,12 @@ class GeoQuery:
     geoproperty: str = "location"
     max_m: float | None = None
     min_m: float | None = None
+    center: tuple[float, float] | None = None  # near a Point: distances between points, no shapes
+    box: tuple[float, float] | None = None  # (degrees of latitude, of longitude) that maxDistance spans at most
 
     def matches(self, entity: Entity) -> bool:
+        if self.center is not None and self.geoproperty == "location" and entity.point is not None:
+            return self._near_point(entity.point)
         if self.geoproperty == "location" and entity.point is not None:
             here = shapely.Point(entity.point)
         else:
@@ -336,6 +340,17 @@ class GeoQuery:
             distance = haversine_m((near.x, near.y), (far.x, far.y))
             return (self.max_m is None or distance <= self.max_m) and (self.min_m is None or distance >= self.min_m)
         return bool(getattr(here, self.georel)(self.geometry))  # shapely's predicates have NGSI-LD's names
+
+    def _near_point(self, point: tuple[float, float]) -> bool:
+        """Near a point, for an entity at a point: what lies outside the box that maxDistance spans
+        is far without a distance computed."""
+        assert self.center is not None
+        if self.box is not None and (
+            abs(point[1] - self.center[1]) > self.box[0] or abs(point[0] - self.center[0]) > self.box[1]
+        ):
+            return False
+        distance = haversine_m(point, self.center)
+        return (self.max_m is None or distance <= self.max_m) and (self.min_m is None or distance >= self.min_m)
 
 
 def parse_geo(georel: str, geometry: str | None, coordinates: str | None, geoproperty: str | None) -> GeoQuery:
@@ -371,6 +386,12 @@ def parse_geo(georel: str, geometry: str | None, coordinates: str | None, geopro
                 raise QueryError(f"georel: {modifier!r} is not maxDistance==m or minDistance==m")
         if query.max_m is None and query.min_m is None:
             raise QueryError("georel near needs maxDistance or minDistance")
+        if geometry == "Point":
+            query.center = (shaped.x, shaped.y)
+            if query.max_m is not None:
+                lat_span = math.degrees(query.max_m / EARTH_M) * 1.001
+                cos_lat = math.cos(math.radians(min(89.0, abs(shaped.y) + lat_span)))
+                query.box = (lat_span, min(360.0, lat_span / cos_lat))
     elif modifiers:
         raise QueryError(f"georel {rel!r} takes no modifiers")
     return query

@@ -2,9 +2,11 @@
 alerts, at most ``max_age_s`` old.
 
 A request takes the snapshot as it stands and, when it has aged, has it rebuilt behind it (only the
-first request ever waits). A rebuild reads the tables (a few tens of milliseconds for 10,000
-sensors) and remakes only the entities whose rows changed, so queries stay fast however many
-entities there are and the API spends nothing on NGSI-LD while no one asks.
+first request ever waits). A rebuild reads the tables and remakes only the entities whose rows
+changed, so queries stay fast however many entities there are and the API spends nothing on
+NGSI-LD while no one asks. It runs in a thread on its own connection (about 0.2 s of work for
+10,000 sensors): requests go on being answered meanwhile, instead of waiting behind it on the
+event loop.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 
 from ioc_core.ngsild.entities import (
@@ -35,7 +37,7 @@ from ioc_core.ngsild.entities import (
 log = logging.getLogger(__name__)
 
 _SENSORS = (
-    "SELECT s.id, s.kind, s.name, s.unit_id, s.lat, s.lon, s.metrics, s.interval_s, s.status, s.last_seen,"
+    "SELECT s.id, s.kind, s.name, s.unit_id, s.lat, s.lon, s.interval_s, s.status, s.last_seen,"
     " s.created_at, s.exercise, coalesce(s.tenant, ''), e.id, e.type, e.attrs"
     " FROM sensors s LEFT JOIN ngsi_entities e ON e.sensor_id = s.id WHERE s.registered"
 )
@@ -73,11 +75,12 @@ class Snapshot:
 
 
 class EntityStore:
-    def __init__(self, connect: Callable[[], AbstractAsyncContextManager[AsyncConnection]], max_age_s: float):
-        self._connect = connect
+    def __init__(self, database_url: str, max_age_s: float):
+        self._url = database_url
         self.max_age_s = max_age_s
         self._snapshot: Snapshot | None = None
-        self._rebuild: asyncio.Task | None = None
+        self._rebuild: asyncio.Future | None = None
+        self._conn: psycopg.Connection | None = None  # the rebuilds', one at a time
         # What each entity was made from, so that a rebuild remakes only what changed.
         self._made: dict[tuple[str, str], tuple[Any, list[Entity]]] = {}
 
@@ -87,19 +90,30 @@ class EntityStore:
         if current is not None and not fresh and time.monotonic() - current.built < self.max_age_s:
             return current
         if self._rebuild is None or self._rebuild.done():
-            self._rebuild = asyncio.create_task(self._build())
+            self._rebuild = asyncio.ensure_future(asyncio.to_thread(self._build))
         if current is None or fresh:
             return await asyncio.shield(self._rebuild)
         return current
 
-    async def _build(self) -> Snapshot:
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def _read(self) -> tuple[list, ...]:
+        """Every table an entity is made of, in one transaction (as the role with every row: the
+        requests decide who sees what)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._url, connect_timeout=5)
+        try:
+            with self._conn.transaction():
+                return tuple(self._conn.execute(q).fetchall() for q in (_SENSORS, _LATEST, _CAMERAS, _ALERTS, _UNITS))
+        except psycopg.Error:
+            self._conn.close()
+            raise
+
+    def _build(self) -> Snapshot:
         started = time.monotonic()
-        async with self._connect() as conn:
-            sensors = await (await conn.execute(_SENSORS)).fetchall()
-            latest = await (await conn.execute(_LATEST)).fetchall()
-            cameras = await (await conn.execute(_CAMERAS)).fetchall()
-            alerts = await (await conn.execute(_ALERTS)).fetchall()
-            unit_rows = await (await conn.execute(_UNITS)).fetchall()
+        sensors, latest, cameras, alerts, unit_rows = self._read()
         values: dict[str, list[tuple]] = defaultdict(list)
         for sensor_id, metric, t, value in latest:
             values[sensor_id].append((metric, t, value))
