@@ -111,7 +111,9 @@ def test_the_ward_works_a_ticket_through_its_steps_each_an_event_and_an_audit_li
         audit = [
             r[0]
             for r in conn.execute(
-                "SELECT action FROM audit_log WHERE target IN (%s, %s) ORDER BY id", (str(ticket), filed["code"])
+                "SELECT action FROM audit_log WHERE target IN (%s, %s) AND split_part(action, '.', 1) IN"
+                " ('report', 'ticket') ORDER BY id",  # an incident may have the same number
+                (str(ticket), filed["code"]),
             )
         ]
     assert kinds == [
