@@ -34,6 +34,7 @@ from ioc_api.ngsild.protocol import (
 from ioc_api.routes.ngsild import _check_uri
 from ioc_api.security import Principal
 from ioc_core import topics
+from ioc_core.loops import record_failure
 from ioc_core.ngsild.jsonld import Translation
 from ioc_core.ngsild.writes import EntityError, Parsed, attribute_of, kind_of, parse, sensor_id_for
 
@@ -131,8 +132,12 @@ async def _publish(request: Request, sensor_id: str, entity: Parsed) -> None:
 
 
 async def _written(request: Request) -> None:
-    """A partner reads what it wrote from its next request on."""
-    await request.app.state.entities.snapshot(fresh=True)
+    """A partner reads what it wrote from its next request on. The write is done whatever this
+    rebuild meets: a failure is logged, and the next request's rebuild shows it."""
+    try:
+        await request.app.state.entities.snapshot(fresh=True)
+    except Exception as exc:
+        record_failure("ngsild-entities", exc)
 
 
 class Write:

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
+from ioc_core.loops import record_failure
 from ioc_core.ngsild.entities import (
     Alert,
     Camera,
@@ -35,6 +36,7 @@ from ioc_core.ngsild.entities import (
 )
 
 log = logging.getLogger(__name__)
+APPLICATION_NAME = "ioc-ngsild-entities"  # the rebuilds' connection, as pg_stat_activity shows it
 
 _SENSORS = (
     "SELECT s.id, s.kind, s.name, s.unit_id, s.lat, s.lon, s.interval_s, s.status, s.last_seen,"
@@ -91,6 +93,7 @@ class EntityStore:
             return current
         if self._rebuild is None or self._rebuild.done():
             self._rebuild = asyncio.ensure_future(asyncio.to_thread(self._build))
+            self._rebuild.add_done_callback(_said)
         if current is None or fresh:
             return await asyncio.shield(self._rebuild)
         return current
@@ -101,15 +104,21 @@ class EntityStore:
 
     def _read(self) -> tuple[list, ...]:
         """Every table an entity is made of, in one transaction (as the role with every row: the
-        requests decide who sees what)."""
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, connect_timeout=5)
-        try:
-            with self._conn.transaction():
-                return tuple(self._conn.execute(q).fetchall() for q in (_SENSORS, _LATEST, _CAMERAS, _ALERTS, _UNITS))
-        except psycopg.Error:
-            self._conn.close()
-            raise
+        requests decide who sees what). A connection the server ended (a restart) is made anew
+        once before the error is the caller's."""
+        for attempt in (1, 2):
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self._url, connect_timeout=5, application_name=APPLICATION_NAME)
+            try:
+                with self._conn.transaction():
+                    return tuple(
+                        self._conn.execute(q).fetchall() for q in (_SENSORS, _LATEST, _CAMERAS, _ALERTS, _UNITS)
+                    )
+            except psycopg.OperationalError:
+                self._conn.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _build(self) -> Snapshot:
         started = time.monotonic()
@@ -169,6 +178,13 @@ async def entities_of_sensors(conn: AsyncConnection, sensor_ids: list[str], unit
     for sensor_id, metric, t, value in await (await conn.execute(_SOME_LATEST, (sensor_ids,))).fetchall():
         values[sensor_id].append((metric, t, value))
     return [e for row in sensors for e in _sensor(row, tuple(values.get(row[0], ())), units)]
+
+
+def _said(rebuild: asyncio.Future) -> None:
+    """A failed rebuild is logged and counted, whether or not a request waited for it; the
+    snapshot before it stands until the next one."""
+    if not rebuild.cancelled() and rebuild.exception() is not None:
+        record_failure("ngsild-entities", rebuild.exception())
 
 
 def _latest(rows: tuple) -> dict:

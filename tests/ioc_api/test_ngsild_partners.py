@@ -14,6 +14,7 @@ import pytest
 
 from ioc_core.ngsild.entities import iso
 from ioc_core.ngsild.jsonld import IOC_CONTEXT_PATH
+from ioc_core.ngsild.store import APPLICATION_NAME
 from ioc_core.ngsild.writes import sensor_id_for
 from tests.conftest import ingest_reloaded
 from tests.support import Service, as_, wait_until
@@ -228,6 +229,24 @@ def test_a_batch_writes_what_it_can_and_names_what_it_refused(ld: httpx.Client, 
     assert {e["id"] for e in listed.json()} >= set(ids)
     deleted = ld.post("/entityOperations/delete", content=orjson.dumps([*ids, "urn:ngsi-ld:X:none"]), headers=headers)
     assert deleted.status_code == 207 and deleted.json()["success"] == ids
+
+
+def test_a_write_holds_when_the_database_ended_the_entities_connection(
+    ld: httpx.Client, partners, database_url: str
+) -> None:
+    """A database restart ends the connection the entities are rebuilt on: the next write and
+    read make a new one rather than fail."""
+    with psycopg.connect(database_url, autocommit=True) as db:
+        ended = db.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s",
+            (APPLICATION_NAME,),
+        ).fetchone()[0]
+    assert ended == 1
+    entity_id = "urn:ngsi-ld:AirQualityObserved:qn-after-restart"
+    r = ld.post("/entities", content=orjson.dumps(station(entity_id)), headers=write_headers(partners[TENANT]))
+    assert r.status_code == 201, r.text
+    assert ld.get(f"/entities/{entity_id}", headers=read_headers(partners[TENANT])).status_code == 200
 
 
 def test_json_ld_bodies_carry_their_context(ld: httpx.Client, api: Service, partners) -> None:
