@@ -47,8 +47,9 @@ def _insert_city(database_url: str) -> dict[str, int]:
                     "INSERT INTO readings VALUES (now() - interval '5 seconds', %s, %s, %s)", (sensor_id, metric, value)
                 )
         db.execute(
-            "INSERT INTO cameras (id, name, unit_id, lat, lon, stream_url, status)"
-            " VALUES ('ld-cam-1', 'Cầu Rồng', 'hai-chau', 16.0612, 108.2272, 'rtsp://user:secret@10.0.0.9/1', 'online')"
+            "INSERT INTO cameras (id, name, unit_id, lat, lon, stream_url, status) VALUES"
+            " ('ld-cam-1', 'Cầu Rồng', 'hai-chau', 16.0612, 108.2272, %s, 'online')",
+            ("rtsp://user:secret@127.0.0.1:9/1",),  # a closed port: a vision worker gives up at once
         )
         db.execute(  # one interval's counts share its time
             "INSERT INTO latest VALUES ('ld-cam-1', 'l1_car_in', now() - interval '3 seconds', 7),"
