@@ -117,8 +117,16 @@ async def current_principal(
     principal = await principal_for(db, credentials.credentials)
     if principal is None:
         raise Problem(401, "the token is unknown, expired or revoked", {"WWW-Authenticate": "Bearer"})
+    if principal.role == "partner":
+        raise Problem(403, "a partner's token is for NGSI-LD (/ngsi-ld/v1) alone")
     await set_scope(db, scope_of(principal))
     return principal
+
+
+def open_data_only(principal: Principal) -> bool:
+    """Roles that read the open subset alone: not partners' data, which the city shares with its
+    staff."""
+    return principal.role in ("public", "hotline_operator")
 
 
 def require(*roles: str) -> Callable:

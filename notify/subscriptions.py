@@ -49,6 +49,7 @@ GATHER_S = 0.02  # changes that come this close together go out together
 RELOAD_S = 30.0  # subscriptions read again (expiry, the owners' rights) at least this often
 UNITS_S = 300.0
 STATUS_S = 1.0
+MAX_CONNECTIONS = 1000  # endpoints notified at once: a slow one holds its own connection only
 NOTIFICATIONS = Counter("ioc_ngsild_notifications_total", "NGSI-LD notifications by outcome", ["result"])
 _SUBSCRIPTIONS = (
     "SELECT s.id, s.tenant, s.body, s.context, s.active, u.role, u.units, u.tenant"
@@ -100,7 +101,10 @@ class SubscriptionNotifier:
         asyncio.run(self._run(stop))
 
     async def _run(self, stop: threading.Event) -> None:
-        async with httpx.AsyncClient(timeout=self.settings.ngsild_notify_timeout_s) as http:
+        # Each endpoint has its time to answer; waiting for a free connection is not its time.
+        timeout = httpx.Timeout(self.settings.ngsild_notify_timeout_s, pool=None)
+        limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=100)
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as http:
             self.http = http
             tasks = [asyncio.create_task(self._serve()), asyncio.create_task(self._write_outcomes())]
             await asyncio.to_thread(stop.wait)
@@ -187,16 +191,13 @@ class SubscriptionNotifier:
             for entity_type in types:
                 by_type[(tenant, entity_type)].append(compiled)
         self.by_type, self.untyped, self.count = by_type, untyped, count
-        for outbox in self.outboxes.values():  # a changed subscription sends its next notification as it is now
-            fresh = next((c for c in self._all() if c.id == outbox.subscription.id), None)
-            if fresh is not None:
-                outbox.subscription = fresh
-
-    def _all(self):
-        for subs in self.by_type.values():
-            yield from subs
-        for subs in self.untyped.values():
-            yield from subs
+        live = {c.id: c for subs in (*by_type.values(), *untyped.values()) for c in subs}
+        for sub_id, outbox in list(self.outboxes.items()):
+            if sub_id in live:  # a changed subscription sends its next notification as it is now
+                outbox.subscription = live[sub_id]
+            else:  # deleted, paused or expired: what waited is not sent
+                outbox.pending.clear()
+                del self.outboxes[sub_id]
 
     def _changed_attributes(self, entity: Entity) -> frozenset[str]:
         """The attributes whose observation is new since this notifier last saw the entity; all of
@@ -218,7 +219,12 @@ class SubscriptionNotifier:
             if not changed or not notify:
                 continue
             for sub in (*self.by_type.get((entity.tenant, entity.type), ()), *self.untyped.get(entity.tenant, ())):
-                if sub.live(now) and sub.matches(entity, changed):
+                try:
+                    matched = sub.live(now) and sub.matches(entity, changed)
+                except Exception as exc:  # one subscription's fault is never the others'
+                    log.warning("subscription not matched", extra={"subscription": sub.id, "error": repr(exc)})
+                    continue
+                if matched:
                     self._queue(sub, entity)
 
     def _queue(self, sub: Compiled, entity: Entity) -> None:

@@ -136,9 +136,6 @@ class Caller:
     def sees(self, entity: Entity) -> bool:
         return self.viewer.sees(entity)
 
-    @property
-    def open_only(self) -> bool:
-        return self.viewer.open_only
 
 
 async def optional_principal(
@@ -155,7 +152,7 @@ async def optional_principal(
     return principal
 
 
-def tenant_of(request: Request, principal: Principal | None) -> str:
+def tenant_of(request: Request) -> str:
     tenant = request.headers.get("ngsild-tenant", "")
     if tenant and not TENANT.fullmatch(tenant):
         raise NgsiError(404, "NonexistentTenant", f"no tenant {tenant!r}")
@@ -166,7 +163,7 @@ async def caller(request: Request, principal: Annotated[Principal | None, Depend
     """A reading caller: its context comes from the ``Link`` header."""
     url = link_context(request)
     terms = translation(await vocabulary_of(url))
-    return Caller(principal, tenant_of(request, principal), terms, url)
+    return Caller(principal, tenant_of(request), terms, url)
 
 
 ReadingCaller = Annotated[Caller, Depends(caller)]

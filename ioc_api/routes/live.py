@@ -145,8 +145,8 @@ async def live_socket(ws: WebSocket) -> None:
         await ws.close(UNAUTHORIZED, "a valid token is required")
         return
     principal, token = authenticated
-    if principal.role == "public":
-        await ws.close(FORBIDDEN, "the public role has no live feed")
+    if principal.role in ("public", "partner"):
+        await ws.close(FORBIDDEN, f"the {principal.role} role has no live feed")
         return
     hub, feed = ws.app.state.hub, ws.app.state.feed
     client = LiveClient(units=principal.scope)

@@ -132,7 +132,7 @@ def visible(caller: Caller, entities: list[Entity], query: Selection) -> list[En
     return [e for e in entities if caller.sees(e) and query.matches(e)]
 
 
-def render(caller: Caller, media: str, bodies: list[dict], geoproperty: str) -> list[dict] | dict:
+def render(media: str, bodies: list[dict], geoproperty: str) -> list[dict] | dict:
     if media == GEO_JSON:
         return {"type": "FeatureCollection", "features": [feature(b, geoproperty) for b in bodies]}
     return bodies
@@ -163,7 +163,7 @@ async def query_entities(request: Request, caller: ReadingCaller) -> Response:
     if links:
         headers["Link"] = ", ".join(links)
     geoproperty = caller.terms.to_caller(query.geo.geoproperty if query.geo else "location")
-    response = answer(caller, media, render(caller, media, bodies, geoproperty), headers=headers)
+    response = answer(caller, media, render(media, bodies, geoproperty), headers=headers)
     if media == JSON and links:  # both links in one header
         response.headers["Link"] = ", ".join([caller.link_header(), *links])
     return response

@@ -36,7 +36,7 @@ from ioc_api.ngsild.protocol import (
 from ioc_api.routes.ngsild import _check_uri, _int
 from ioc_core.ngsild.entities import iso
 from ioc_core.ngsild.jsonld import CORE_URL, translation
-from ioc_core.ngsild.subscriptions import SubscriptionError, check, new_id, status_of
+from ioc_core.ngsild.subscriptions import SubscriptionError, check, new_id, parse_time, status_of
 from ioc_core.topics import SUBSCRIPTIONS_CHANGED
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
@@ -76,8 +76,7 @@ def _columns(body: dict) -> dict[str, Any]:
     expires = body.get("expiresAt")
     return {
         "active": body.get("isActive", True),
-        "expires_at": datetime.fromisoformat(expires.replace("Z", "+00:00")) if expires else None,
-        "throttling_s": float(body.get("throttling", 0)),
+        "expires_at": parse_time("expiresAt", expires) if expires else None,
     }
 
 
@@ -93,8 +92,8 @@ async def create_subscription(request: Request, caller: ReadingCaller, username:
     try:
         async with db.transaction():
             await db.execute(
-                "INSERT INTO ngsi_subscriptions (id, tenant, owner, body, context, active, expires_at, throttling_s)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                "INSERT INTO ngsi_subscriptions (id, tenant, owner, body, context, active, expires_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (
                     subscription_id,
                     caller.tenant,
@@ -103,7 +102,6 @@ async def create_subscription(request: Request, caller: ReadingCaller, username:
                     Jsonb(context),
                     columns["active"],
                     columns["expires_at"],
-                    columns["throttling_s"],
                 ),
             )
     except errors.UniqueViolation as exc:
@@ -196,13 +194,12 @@ async def update_subscription(subscription_id: str, request: Request, username: 
     columns = _columns(body)
     await db.execute(
         "UPDATE ngsi_subscriptions SET body = %s, context = coalesce(%s, context), active = %s, expires_at = %s,"
-        " throttling_s = %s, modified_at = now() WHERE id = %s",
+        " modified_at = now() WHERE id = %s",
         (
             Jsonb(body),
             Jsonb(context) if context is not None else None,
             columns["active"],
             columns["expires_at"],
-            columns["throttling_s"],
             subscription_id,
         ),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
+import psycopg
 from fastapi import APIRouter, Depends, Request, Response
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -86,6 +87,16 @@ async def _held(db: AsyncConnection, tenant: str, entity_id: str) -> tuple[str, 
     return await cur.fetchone()
 
 
+# A new entity's sensor; or the row ingest registered itself when readings of a deleted entity of the
+# same id were still under way: taken over. Another tenant's, or the city's, never.
+_CLAIM_SENSOR = (
+    "INSERT INTO sensors (id, kind, name, lat, lon, tenant, registered) VALUES (%s, %s, %s, %s, %s, %s, true)"
+    " ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, name = EXCLUDED.name, lat = EXCLUDED.lat,"
+    " lon = EXCLUDED.lon, unit_id = NULL, tenant = EXCLUDED.tenant, registered = true"
+    " WHERE NOT sensors.registered AND sensors.tenant IS NULL RETURNING id"
+)
+
+
 async def _store(db: AsyncConnection, tenant: str, entity: Parsed, static: dict, sensor_id: str | None) -> str:
     """Insert or update the sensor and the entity's row; the sensor's id."""
     name = static.get("name", {}).get("value")
@@ -93,10 +104,9 @@ async def _store(db: AsyncConnection, tenant: str, entity: Parsed, static: dict,
     lon, lat = entity.point if entity.point else (None, None)
     if sensor_id is None:
         sensor_id = sensor_id_for(tenant, entity.id)
-        await db.execute(
-            "INSERT INTO sensors (id, kind, name, lat, lon, tenant, registered) VALUES (%s, %s, %s, %s, %s, %s, true)",
-            (sensor_id, kind_of(entity.type), name, lat, lon, tenant),
-        )
+        cur = await db.execute(_CLAIM_SENSOR, (sensor_id, kind_of(entity.type), name, lat, lon, tenant))
+        if await cur.fetchone() is None:
+            raise NgsiError(409, "AlreadyExists", f"the registry has a sensor {sensor_id!r} that is not this entity's")
         await db.execute(
             "INSERT INTO ngsi_entities (tenant, id, type, sensor_id, attrs) VALUES (%s, %s, %s, %s, %s)",
             (tenant, entity.id, entity.type, sensor_id, Jsonb(static)),
@@ -145,13 +155,13 @@ class Write:
 
     def __init__(self, request: Request, db: AsyncConnection, tenant: str):
         self.request, self.db, self.tenant = request, db, tenant
-        self.pending: list[tuple[str, Parsed]] = []
+        self.pending: list[tuple[str, Parsed, bool]] = []  # (sensor, entity, created by this request)
 
     async def create(self, entity: Parsed) -> None:
         if await _held(self.db, self.tenant, entity.id) is not None:
             raise NgsiError(409, "AlreadyExists", f"entity {entity.id!r} exists")
         sensor_id = await _store(self.db, self.tenant, entity, entity.static, None)
-        self.pending.append((sensor_id, entity))
+        self.pending.append((sensor_id, entity, True))
 
     async def replace(self, entity: Parsed, held: tuple[str, str, dict]) -> None:
         sensor_id, entity_type, _ = held
@@ -159,7 +169,7 @@ class Write:
             raise bad_request(f"entity {entity.id!r} is a {entity_type}; its type does not change")
         await _forget_values(self.db, sensor_id, None)
         await _store(self.db, self.tenant, entity, entity.static, sensor_id)
-        self.pending.append((sensor_id, entity))
+        self.pending.append((sensor_id, entity, False))
 
     async def merge(self, entity: Parsed, held: tuple[str, str, dict], overwrite: bool = True) -> list[str]:
         """Attributes added or changed, those set to null removed; the names it left alone."""
@@ -177,7 +187,7 @@ class Write:
             kept.pop(name, None)
         await _forget_values(self.db, sensor_id, entity.deleted)
         await _store(self.db, self.tenant, entity, kept, sensor_id)
-        self.pending.append((sensor_id, entity))
+        self.pending.append((sensor_id, entity, False))
         return skipped
 
     async def delete(self, entity_id: str) -> None:
@@ -188,9 +198,18 @@ class Write:
         await self.db.execute("DELETE FROM sensors WHERE id = %s", (held[0],))  # its row goes with it
 
     async def finish(self) -> None:
+        """Commit, then publish the readings. If the broker does not take them, the entities this
+        request created are undone, so that sending the request again creates them again."""
         await self.db.commit()
-        for sensor_id, entity in self.pending:
-            await _publish(self.request, sensor_id, entity)
+        for done, (sensor_id, entity, _) in enumerate(self.pending):
+            try:
+                await _publish(self.request, sensor_id, entity)
+            except NgsiError:
+                undone = [s for s, _, created in self.pending[done:] if created]
+                if undone:
+                    await self.db.execute("DELETE FROM sensors WHERE id = ANY(%s)", (undone,))
+                    await self.db.commit()
+                raise
         await _written(self.request)
 
 
@@ -327,6 +346,9 @@ async def _each(request: Request, db: AsyncConnection, items: list, operation) -
                 done.append(await operation(item))
         except NgsiError as exc:
             errors.append(_error_of(item, exc))
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:  # what the database refuses of this one
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            errors.append(_error_of(item, bad_request(f"the database refused it: {reason}")))
     return done, errors
 
 

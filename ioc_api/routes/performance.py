@@ -19,6 +19,9 @@ MAX_WINDOW = timedelta(days=366)
 
 
 def _window(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    start, end = (t if t is None or t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    if any(t is not None and not 2000 <= t.year <= 2100 for t in (start, end)):
+        raise Problem(422, "start and end lie within the years 2000 to 2100")
     end = end or datetime.now(UTC)
     start = start or end - timedelta(days=30)
     if start >= end:

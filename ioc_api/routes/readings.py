@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from psycopg.rows import class_row
 
-from ioc_api.deps import Anyone, Db, check_unit, scope_of, scoped_connection
+from ioc_api.deps import Anyone, Db, check_unit, open_data_only, scope_of, scoped_connection
 from ioc_api.models import METRIC_PATTERN, Bucket, Series
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 
@@ -98,8 +98,10 @@ async def sensor_history(
     end: End = None,
     bucket: BucketText = "1m",
 ) -> Series:
-    cur = await db.execute("SELECT 1 FROM sensors WHERE id = %s", (sensor_id,))
-    if await cur.fetchone() is None:  # unknown, or outside the caller's scope
+    cur = await db.execute(
+        "SELECT 1 FROM sensors WHERE id = %s AND (tenant IS NULL OR NOT %s)", (sensor_id, open_data_only(principal))
+    )
+    if await cur.fetchone() is None:  # unknown, or outside the caller's scope (a partner's, for the public)
         raise Problem(404, f"no sensor {sensor_id!r}")
     bucket_s, source, buckets = await _series(db, "id = %(sensor)s", {"sensor": sensor_id}, metric, start, end, bucket)
     return Series(sensor_id=sensor_id, metric=metric, bucket_seconds=bucket_s, source=source, buckets=buckets)
@@ -116,7 +118,15 @@ async def unit_history(
     bucket: BucketText = "1h",
 ) -> Series:
     check_unit(principal, unit_id)
-    bucket_s, source, buckets = await _series(db, "unit_id = %(unit)s", {"unit": unit_id}, metric, start, end, bucket)
+    bucket_s, source, buckets = await _series(
+        db,
+        "unit_id = %(unit)s AND (tenant IS NULL OR NOT %(open_only)s)",
+        {"unit": unit_id, "open_only": open_data_only(principal)},
+        metric,
+        start,
+        end,
+        bucket,
+    )
     return Series(unit_id=unit_id, metric=metric, bucket_seconds=bucket_s, source=source, buckets=buckets)
 
 
@@ -134,6 +144,7 @@ FROM (
     FROM latest l WHERE l.sensor_id = s.id
   ) v ON true
   WHERE (%(unit)s::text IS NULL OR s.unit_id = %(unit)s) AND (%(kind)s::text IS NULL OR s.kind = %(kind)s)
+    AND (s.tenant IS NULL OR NOT %(open_only)s)
 ) f
 """
 
@@ -148,13 +159,13 @@ async def latest(request: Request, principal: Anyone, unit: str | None = None, k
     """Callers of the same scope share one body, renewed in the background: values are at most
     twice ``IOC_LATEST_MAX_AGE_S`` old (the live WebSocket has them as they change)."""
     check_unit(principal, unit)
-    scope = scope_of(principal)
+    scope, open_only = scope_of(principal), open_data_only(principal)
     pool = request.app.state.pool
 
     async def render() -> str:
         async with scoped_connection(pool, scope) as conn:
-            cur = await conn.execute(_LATEST, {"unit": unit, "kind": kind})
+            cur = await conn.execute(_LATEST, {"unit": unit, "kind": kind, "open_only": open_only})
             return (await cur.fetchone())[0]
 
-    body = await request.app.state.latest_bodies.get((scope, unit, kind), render)
+    body = await request.app.state.latest_bodies.get((scope, open_only, unit, kind), render)
     return Response(body, media_type="application/geo+json")

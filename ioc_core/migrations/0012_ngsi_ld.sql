@@ -32,7 +32,6 @@ CREATE TABLE ngsi_subscriptions (
     context           jsonb,                      -- the owner's @context: its terms
     active            boolean NOT NULL DEFAULT true,
     expires_at        timestamptz,
-    throttling_s      double precision NOT NULL DEFAULT 0,
     times_sent        bigint NOT NULL DEFAULT 0,
     times_failed      bigint NOT NULL DEFAULT 0,
     last_notification timestamptz,
@@ -42,4 +41,3 @@ CREATE TABLE ngsi_subscriptions (
     created_at        timestamptz NOT NULL DEFAULT now(),
     modified_at       timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX ngsi_subscriptions_tenant_idx ON ngsi_subscriptions (tenant) WHERE active;

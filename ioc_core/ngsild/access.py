@@ -27,6 +27,3 @@ class Viewer:
             return True
         return entity.unit_id in self.scope or entity.type == "AdministrativeUnit"
 
-    @property
-    def open_only(self) -> bool:
-        return self.role is None or self.role in OPEN_ROLES

@@ -38,6 +38,7 @@ DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 FETCHED_FOR_S = 3600.0
 FETCH_TIMEOUT_S = 5.0
 MAX_CONTEXT_BYTES = 1_000_000
+MAX_FETCHED = 256  # remote contexts held at once
 # The names NGSI-LD itself gives meaning to: never expanded as attributes.
 RESERVED = frozenset(
     {
@@ -102,6 +103,8 @@ class _Fetched:
         if not isinstance(document, dict) or "@context" not in document:
             raise ContextError(f"the document at {url!r} has no @context", unavailable=True)
         with self._lock:
+            while len(self._documents) >= MAX_FETCHED:  # the oldest go first
+                self._documents.pop(next(iter(self._documents)))
             self._documents[url] = (time.monotonic(), document)
         return document
 
@@ -143,7 +146,7 @@ class Vocabulary:
         found = self._expanded.get(term)
         if found is not None:
             return found
-        if term in RESERVED:
+        if term in RESERVED or term.startswith("@"):  # keywords are themselves, never attributes
             iri = term
         else:
             try:
@@ -160,7 +163,7 @@ class Vocabulary:
         found = self._compacted.get(iri)
         if found is not None:
             return found
-        if iri in RESERVED:
+        if iri in RESERVED or iri.startswith("@"):
             term = iri
         else:
             try:
@@ -201,13 +204,6 @@ def vocabulary(context: Any) -> Vocabulary:
     except TypeError as exc:
         raise ContextError(f"the @context is not JSON: {exc}") from exc
     return _vocabulary(key)
-
-
-def cached_vocabulary(context: Any) -> Vocabulary | None:
-    """The vocabulary if it is ready without any fetch: the core alone or one already made."""
-    if context is None or context in CORE_ALIASES:
-        return CORE
-    return None
 
 
 CORE = vocabulary(None)

@@ -8,8 +8,7 @@ from typing import Any
 from ioc_core.ngsild.entities import Entity, iso
 from ioc_core.ngsild.jsonld import Translation
 
-FORMS = ("normalized", "keyValues", "concise")
-_TYPED = (
+ATTRIBUTE_TYPES = (
     "Property",
     "Relationship",
     "GeoProperty",
@@ -32,9 +31,11 @@ def _simple(attr: Any) -> Any:
 def _concise(attr: Any) -> Any:
     """A Property without sub-attributes is its value; otherwise the type goes, the rest stays.
     A Relationship keeps ``object``, so that it is not read as a value."""
-    if not isinstance(attr, dict) or attr.get("type") not in _TYPED:
+    if not isinstance(attr, dict) or attr.get("type") not in ATTRIBUTE_TYPES:
         return attr
-    rest = {k: (_concise(v) if isinstance(v, dict) and v.get("type") in _TYPED else v) for k, v in attr.items()}
+    rest = {
+        k: (_concise(v) if isinstance(v, dict) and v.get("type") in ATTRIBUTE_TYPES else v) for k, v in attr.items()
+    }
     del rest["type"]
     if attr["type"] in ("Property", "GeoProperty") and list(rest) == ["value"]:
         return rest["value"]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+import re._constants as re_constants  # the parse tree's names: refusing patterns that backtrack for ever
+import re._parser as re_parser
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,9 +59,13 @@ class Junction:
 Node = Term | Junction
 
 
+MAX_DEPTH = 32
+MAX_PATTERN = 256  # an idPattern's or a ~= pattern's length
+
+
 class _Parser:
     def __init__(self, text: str):
-        self.text, self.pos = text, 0
+        self.text, self.pos, self.depth = text, 0, 0
 
     def parse(self) -> Node:
         if not self.text.strip():
@@ -86,7 +92,11 @@ class _Parser:
     def _unit(self) -> Node:
         if self._peek("("):
             self.pos += 1
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise QueryError(f"q: more than {MAX_DEPTH} parentheses deep")
             node = self._or()
+            self.depth -= 1
             if not self._peek(")"):
                 raise QueryError(f"q: a ')' is missing at {self.pos}")
             self.pos += 1
@@ -117,7 +127,7 @@ class _Parser:
         term = Term(attr, subs, keys, op)
         if op in ("~=", "!~="):
             try:
-                term.pattern = re.compile(_unquote(raw))
+                term.pattern = safe_pattern("q", _unquote(raw))
             except re.error as exc:
                 raise QueryError(f"q: {raw!r} is not a regular expression: {exc}") from exc
         elif ".." in raw and op in ("==", "!="):
@@ -194,12 +204,6 @@ def scalar(raw: str) -> Any:
 
 def parse_q(text: str) -> Node:
     return _Parser(text).parse()
-
-
-def names_in(node: Node) -> set[str]:
-    if isinstance(node, Term):
-        return {node.attr}
-    return set().union(*(names_in(p) for p in node.parts))
 
 
 def rename(node: Node, to_ioc: Callable[[str], str]) -> None:
@@ -364,6 +368,8 @@ def parse_geo(georel: str, geometry: str | None, coordinates: str | None, geopro
     try:
         coords = orjson.loads(coordinates) if isinstance(coordinates, str) else coordinates
         shaped = shape({"type": geometry, "coordinates": coords})
+        if shaped.is_empty:
+            raise QueryError(f"coordinates hold no {geometry}")
         if not shaped.is_valid and geometry in ("Polygon", "MultiPolygon"):
             raise QueryError(f"the {geometry} in coordinates is not valid: {shapely.is_valid_reason(shaped)}")
     except (orjson.JSONDecodeError, ValueError, TypeError, IndexError, shapely.errors.GEOSException) as exc:
@@ -426,7 +432,41 @@ class Selection:
 
 
 def id_pattern(text: str) -> re.Pattern:
+    return safe_pattern("idPattern", text)
+
+
+def safe_pattern(name: str, text: str) -> re.Pattern:
+    """A caller's regular expression, if it cannot backtrack for ever: no repetition of something
+    that repeats, no back-references (Python's ``re`` has no time limit, and these run over every
+    entity on the API's event loop)."""
+    if len(text) > MAX_PATTERN:
+        raise QueryError(f"{name}: a pattern is {MAX_PATTERN} characters at most")
     try:
-        return re.compile(text)
+        compiled = re.compile(text)
+        tree = re_parser.parse(text)
     except re.error as exc:
-        raise QueryError(f"idPattern {text!r} is not a regular expression: {exc}") from exc
+        raise QueryError(f"{name} {text!r} is not a regular expression: {exc}") from exc
+    if _explosive(tree, inside_repeat=False):
+        raise QueryError(f"{name} {text!r}: nested repetition and back-references are not accepted")
+    return compiled
+
+
+def _explosive(items: Any, inside_repeat: bool) -> bool:
+    """A back-reference, or inside a repetition another repetition or an alternation."""
+    for op, arg in items:
+        if op in (re_constants.GROUPREF, re_constants.GROUPREF_EXISTS):
+            return True
+        if op in (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT, re_constants.POSSESSIVE_REPEAT):
+            _, high, sub = arg
+            repeats = high is re_constants.MAXREPEAT or high > 1
+            if (repeats and inside_repeat) or _explosive(sub, inside_repeat or repeats):
+                return True
+        elif op == re_constants.BRANCH:
+            if inside_repeat or any(_explosive(branch, inside_repeat) for branch in arg[1]):
+                return True
+        elif op in _GROUPS and _explosive(arg[-1], inside_repeat):  # the group's or assertion's own pattern
+            return True
+    return False
+
+
+_GROUPS = (re_constants.SUBPATTERN, re_constants.ASSERT, re_constants.ASSERT_NOT)

@@ -55,7 +55,7 @@ def new_id() -> str:
     return f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
 
 
-def _time(name: str, raw: Any) -> datetime:
+def parse_time(name: str, raw: Any) -> datetime:
     if not isinstance(raw, str):
         raise SubscriptionError(f"{name} is a date and time")
     try:
@@ -114,7 +114,7 @@ class Compiled:
         headers = {"Content-Type": self.endpoint.accept, **self.endpoint.headers}
         if self.endpoint.accept == "application/ld+json":
             data = [{**d, "@context": self.context or CORE_URL} for d in data]
-        elif self.context:
+        elif isinstance(self.context, str):  # an inline context cannot travel in a header
             link = f'<{self.context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
             headers["Link"] = link
         body = {
@@ -200,7 +200,7 @@ def compile_parts(body: dict[str, Any], terms: Translation, now: datetime | None
         endpoint, attrs, form = _notification(notification, terms)
     expires = None
     if body.get("expiresAt") is not None:
-        expires = _time("expiresAt", body["expiresAt"])
+        expires = parse_time("expiresAt", body["expiresAt"])
         if check_expiry and now is not None and expires <= now:
             raise SubscriptionError("expiresAt is in the past")
     throttling = body.get("throttling", 0)
@@ -228,9 +228,11 @@ def _notification(raw: Any, terms: Translation) -> tuple[Endpoint, frozenset[str
     headers = {}
     for info in endpoint.get("receiverInfo", []) or []:
         key, value = (info.get("key"), info.get("value")) if isinstance(info, dict) else (None, None)
-        if not _HEADER.match(str(key)) or not isinstance(value, str):
+        if not isinstance(key, str) or not _HEADER.match(key) or not isinstance(value, str):
             raise SubscriptionError("notification.endpoint.receiverInfo holds {key, value} pairs: HTTP headers")
-        headers[str(key)] = value
+        if not (value.isascii() and value.isprintable()):
+            raise SubscriptionError(f"notification.endpoint.receiverInfo: {key}'s value is printable ASCII")
+        headers[key] = value
     form = raw.get("format", "normalized")
     form = "keyValues" if form == "simplified" else form
     if form not in FORMATS:

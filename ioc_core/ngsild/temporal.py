@@ -14,6 +14,7 @@ from ioc_core.ngsild.entities import KIND_OF_TYPE, MODELS, Entity, iso
 AGGREGATES = ("totalCount", "sum", "avg", "min", "max")
 _DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+DERIVED = frozenset({"intensity", "powerState"})  # shown with an observedAt, made from other values
 
 
 class TemporalError(ValueError):
@@ -22,13 +23,16 @@ class TemporalError(ValueError):
 
 def attribute_metrics(entity: Entity) -> dict[str, str]:
     """The entity's attributes that have a history, by the IOC's names, with the metric whose
-    readings they are: a model's measured attributes, or a partner's numbers by their own names."""
-    if entity.source is None or entity.type in ("Device", "Alert", "AdministrativeUnit", "Camera"):
-        return {}
+    readings they are: its model's measured attributes and, for a partner's entity, the other
+    numbers it sent (stored under their own names)."""
     kind = KIND_OF_TYPE.get(entity.type)
-    if kind is None:  # a partner's own type: its numbers are stored under their names
-        return {n: n for n, a in entity.attrs.items() if isinstance(a, dict) and "observedAt" in a}
-    return {attr: metric for metric, (attr, _) in MODELS[kind].attributes.items() if attr in entity.attrs}
+    if entity.source is None or kind is None:
+        return {}
+    known = {attr: metric for metric, (attr, _) in MODELS[kind].attributes.items()}
+    if entity.tenant:
+        observed = (n for n, a in entity.attrs.items() if isinstance(a, dict) and "observedAt" in a)
+        known |= {n: n for n in observed if n not in known and n not in DERIVED}
+    return {attr: metric for attr, metric in known.items() if attr in entity.attrs}
 
 
 def parse_time(name: str, raw: str) -> datetime:
@@ -36,6 +40,8 @@ def parse_time(name: str, raw: str) -> datetime:
         t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError as exc:
         raise TemporalError(f"{name} {raw!r} is not an ISO 8601 date and time") from exc
+    if not 1970 <= t.year <= 2200:
+        raise TemporalError(f"{name} {raw!r} lies outside the years 1970 to 2200")
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
@@ -46,7 +52,10 @@ def parse_duration(raw: str) -> timedelta:
     if not match or raw in ("P", "PT") or raw.endswith("T"):
         raise TemporalError(f"aggrPeriodDuration {raw!r} is not an ISO 8601 duration such as PT1H or P1D")
     weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError as exc:
+        raise TemporalError(f"aggrPeriodDuration {raw!r} is longer than any history") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,10 @@ from typing import Any
 
 from ioc_core.ngsild.entities import KIND_OF_TYPE, METRIC_OF_ATTRIBUTE, MODELS
 from ioc_core.ngsild.jsonld import Translation
+from ioc_core.ngsild.present import ATTRIBUTE_TYPES
 
 _METRIC = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
-_TYPED = ("Property", "Relationship", "GeoProperty", "LanguageProperty", "VocabProperty", "ListProperty")
 _RESERVED = frozenset({"id", "type", "@context", "scope", "createdAt", "modifiedAt", "observedAt"})
 NULL = "urn:ngsi-ld:null"  # deletes an attribute in a merge
 
@@ -79,7 +79,7 @@ def _observed(name: str, raw: Any) -> str:
 
 def _normalized(name: str, raw: Any) -> dict[str, Any]:
     """An attribute in its normalized form, from the normalized or the concise one."""
-    if isinstance(raw, dict) and raw.get("type") in _TYPED:
+    if isinstance(raw, dict) and raw.get("type") in ATTRIBUTE_TYPES:
         attr = dict(raw)
     elif isinstance(raw, dict) and "object" in raw:
         attr = {"type": "Relationship", **raw}
@@ -92,7 +92,7 @@ def _normalized(name: str, raw: Any) -> dict[str, Any]:
     else:
         attr = {"type": "Property", "value": raw}
     kind = attr["type"]
-    needs = {"Relationship": "object", "LanguageProperty": "languageMap"}.get(kind, "value")
+    needs = {"Relationship": "object", "LanguageProperty": "languageMap", "JsonProperty": "json"}.get(kind, "value")
     if kind not in ("ListProperty", "VocabProperty") and needs not in attr:
         raise EntityError(f"{name}: a {kind} has {needs!r}")
     if kind == "Relationship" and not (isinstance(attr["object"], str) and ":" in attr["object"]):
@@ -139,6 +139,8 @@ def parse(body: Any, terms: Translation, *, whole: bool = True, kind: str | None
     for key, raw in body.items():
         if key in _RESERVED:
             continue
+        if key.startswith("@"):
+            raise EntityError(f"{key} is a JSON-LD keyword, not an attribute")
         name = terms.to_ioc(key)
         parsed.names.add(name)
         if raw is None or raw == NULL or (isinstance(raw, dict) and raw.get("value") == NULL):

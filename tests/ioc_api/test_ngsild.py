@@ -252,6 +252,21 @@ def test_q_geo_queries_attrs_and_pages(ld: httpx.Client, api: Service, ld_city, 
             "BadRequestData",
         ),
         ({"type": "AirQualityObserved", "idPattern": "("}, {}, 400, "BadRequestData"),
+        ({"type": "AirQualityObserved", "idPattern": "(a+)+$"}, {}, 400, "BadRequestData"),  # backtracks for ever
+        ({"type": "AirQualityObserved", "q": 'name~="(x|xx)*y"'}, {}, 400, "BadRequestData"),
+        ({"type": "AirQualityObserved", "q": "(" * 40 + "pm25>1" + ")" * 40}, {}, 400, "BadRequestData"),
+        (
+            {"type": "AirQualityObserved", "georel": "near;maxDistance==10", "geometry": "Point", "coordinates": "[]"},
+            {},
+            400,
+            "BadRequestData",
+        ),
+        (
+            {"type": "AirQualityObserved", "georel": "within", "geometry": "MultiPoint", "coordinates": "[]"},
+            {},
+            400,
+            "BadRequestData",
+        ),
         ({"type": "AirQualityObserved", "options": "bogus"}, {}, 400, "BadRequestData"),
         ({"type": "AirQualityObserved"}, {"Accept": "text/html"}, 406, "NotAcceptable"),
         ({"type": "AirQualityObserved"}, {"NGSILD-Tenant": "nobody-here"}, 404, "NonexistentTenant"),
@@ -270,6 +285,11 @@ def test_bad_requests_get_problem_details_of_their_ngsi_ld_type(
     assert response.status_code == status, response.text
     body = response.json()
     assert body["type"] == ERRORS + kind and body["status"] == status and body["detail"]
+
+
+@pytest.mark.parametrize("path", ["/types/@id", "/attributes/@type", "/entities?type=@id", "/entities?attrs=@value"])
+def test_json_ld_keywords_are_no_names_here(ld: httpx.Client, path: str) -> None:
+    assert ld.get(path).status_code in (200, 404)  # nothing of that name, never a failure
 
 
 def test_a_missing_entity_is_resource_not_found(ld: httpx.Client) -> None:

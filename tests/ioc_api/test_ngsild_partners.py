@@ -17,7 +17,7 @@ from ioc_core.ngsild.jsonld import IOC_CONTEXT_PATH
 from ioc_core.ngsild.store import APPLICATION_NAME
 from ioc_core.ngsild.writes import sensor_id_for
 from tests.conftest import ingest_reloaded
-from tests.support import Service, as_, wait_until
+from tests.support import Broker, Service, as_, start_api, wait_until
 
 LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -247,6 +247,57 @@ def test_a_write_holds_when_the_database_ended_the_entities_connection(
     r = ld.post("/entities", content=orjson.dumps(station(entity_id)), headers=write_headers(partners[TENANT]))
     assert r.status_code == 201, r.text
     assert ld.get(f"/entities/{entity_id}", headers=read_headers(partners[TENANT])).status_code == 200
+
+
+def test_when_the_broker_is_away_a_create_is_undone_and_may_be_sent_again(
+    service_env: dict[str, str], own_broker: Broker, partners, database_url: str
+) -> None:
+    """The readings could not be handed over: the answer says so (503), and the entity it would
+    have created is not there, so that the same request succeeds once the broker is back."""
+    api = start_api({**service_env, "IOC_MQTT_URL": own_broker.url_for("api")})
+    entity_id = "urn:ngsi-ld:AirQualityObserved:qn-broker-away"
+    url = f"http://127.0.0.1:{api.port}/ngsi-ld/v1/entities"
+    link = LINK.format(f"http://127.0.0.1:{api.port}{IOC_CONTEXT_PATH}")
+    body, headers = orjson.dumps(station(entity_id)), {**write_headers(partners[TENANT]), "Link": link}
+    try:
+        own_broker.stop()
+        r = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert r.status_code == 503, r.text
+        assert r.json()["type"] == ERRORS + "InternalError" and "send them again" in r.json()["detail"]
+        with psycopg.connect(database_url) as db:
+            assert db.execute("SELECT 1 FROM ngsi_entities WHERE id = %s", (entity_id,)).fetchone() is None
+        own_broker.start()
+        again = wait_until(
+            lambda: (a := httpx.post(url, content=body, headers=headers, timeout=30)).status_code == 201 and a,
+            what="the same create taken once the broker is back",
+        )
+        assert again.status_code == 201
+    finally:
+        api.stop()
+    with psycopg.connect(database_url) as db:  # (its readings went to this test's broker, which no ingest reads)
+        assert db.execute("SELECT 1 FROM ngsi_entities WHERE id = %s", (entity_id,)).fetchone() is not None
+
+
+def test_a_partners_token_serves_ngsi_ld_alone_and_the_public_sees_no_partners_station(
+    api: Service, partners, tokens, ld: httpx.Client, database_url: str
+) -> None:
+    base = f"http://127.0.0.1:{api.port}/api/v1"
+    refused = httpx.get(f"{base}/latest", headers=as_(partners[TENANT]))
+    assert refused.status_code == 403 and "NGSI-LD" in refused.json()["detail"]
+    entity_id = "urn:ngsi-ld:AirQualityObserved:qn-not-public"
+    assert ld.post("/entities", content=orjson.dumps(station(entity_id)), headers=write_headers(partners[TENANT]))
+    sensor_id = sensor_id_for(TENANT, entity_id)
+    assert wait_until(lambda: stored(database_url, sensor_id, "pm25"), what="its reading")
+
+    def ids(token: str) -> set[str]:
+        return {f["id"] for f in httpx.get(f"{base}/latest", headers=as_(token)).json()["features"]}
+
+    assert wait_until(lambda: sensor_id in ids(tokens["city"]), what="the city's staff see it")
+    assert sensor_id not in ids(tokens["public"])
+    history = httpx.get(
+        f"{base}/sensors/{sensor_id}/readings", params={"metric": "pm25"}, headers=as_(tokens["public"])
+    )
+    assert history.status_code == 404
 
 
 def test_json_ld_bodies_carry_their_context(ld: httpx.Client, api: Service, partners) -> None:

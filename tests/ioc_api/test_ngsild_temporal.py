@@ -166,6 +166,8 @@ def test_a_temporal_query_selects_like_entities_and_needs_a_time(ld: httpx.Clien
         {"options": "aggregatedValues", "aggrMethods": "avg", "aggrPeriodDuration": "P1M"},
         {"options": "aggregatedValues", "aggrMethods": "avg", "aggrPeriodDuration": "1h"},
         {"timeproperty": "modifiedAt"},
+        {"timerel": "after", "timeAt": "9999-12-31T23:59:59Z"},
+        {"options": "aggregatedValues", "aggrMethods": "avg", "aggrPeriodDuration": "P999999999W"},
         {"timerel": "between", "timeAt": "2026-01-02T00:00:00Z", "endTimeAt": "2026-01-01T00:00:00Z"},
     ],
 )
