@@ -91,6 +91,9 @@ class EntityStore:
         current = self._snapshot
         if current is not None and not fresh and time.monotonic() - current.built < self.max_age_s:
             return current
+        if fresh and self._rebuild is not None and not self._rebuild.done():
+            # begun before the caller's write: it may not show it
+            await asyncio.wait([self._rebuild])
         if self._rebuild is None or self._rebuild.done():
             self._rebuild = asyncio.ensure_future(asyncio.to_thread(self._build))
             self._rebuild.add_done_callback(_said)
