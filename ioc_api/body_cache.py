@@ -11,18 +11,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+Body = TypeVar("Body")  # a rendered body, or several (one per format) made together
 
 log = logging.getLogger(__name__)
 
 
-class BodyCache:
+class BodyCache(Generic[Body]):
     def __init__(self, max_age_s: float, max_entries: int = 1024) -> None:
         self.max_age_s = max_age_s
         self.max_entries = max_entries
-        self._bodies: dict[Hashable, tuple[float, str]] = {}
-        self._renewing: dict[Hashable, asyncio.Task[str]] = {}
+        self._bodies: dict[Hashable, tuple[float, Body]] = {}
+        self._renewing: dict[Hashable, asyncio.Task[Body]] = {}
 
-    async def get(self, key: Hashable, render: Callable[[], Awaitable[str]]) -> str:
+    async def get(self, key: Hashable, render: Callable[[], Awaitable[Body]]) -> Body:
         """``render`` must not depend on the caller's request: a renewal may outlive it."""
         if self.max_age_s <= 0:
             return await render()
@@ -36,7 +39,7 @@ class BodyCache:
                 return kept[1]
         return await asyncio.shield(self._renew(key, render))
 
-    def _renew(self, key: Hashable, render: Callable[[], Awaitable[str]]) -> asyncio.Task[str]:
+    def _renew(self, key: Hashable, render: Callable[[], Awaitable[Body]]) -> asyncio.Task[Body]:
         task = self._renewing.get(key)
         if task is None:
             task = asyncio.create_task(self._render(key, render), name=f"render {key}")
@@ -44,7 +47,7 @@ class BodyCache:
             self._renewing[key] = task
         return task
 
-    async def _render(self, key: Hashable, render: Callable[[], Awaitable[str]]) -> str:
+    async def _render(self, key: Hashable, render: Callable[[], Awaitable[Body]]) -> Body:
         started = time.monotonic()
         try:
             body = await render()

@@ -137,7 +137,6 @@ class Caller:
         return self.viewer.sees(entity)
 
 
-
 async def optional_principal(
     db: Db, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal | None:

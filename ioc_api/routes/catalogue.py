@@ -146,12 +146,14 @@ async def catalogue(
     base = str(request.base_url)
     pool, settings = request.app.state.pool, request.app.state.settings
 
-    async def render() -> str:
+    async def render() -> dict[str, str]:
+        """Every format from one graph: a harvester reading two of them reads the same catalogue."""
         async with scoped_connection(pool, EVERY_UNIT) as conn:
             held = await holdings(conn)
-        return serialize(build_catalogue(base, held, Publisher(settings.cap_sender)), fmt)
+        graph = build_catalogue(base, held, Publisher(settings.cap_sender))
+        return {name: serialize(graph, name) for name in FORMATS}
 
-    body = await _bodies(request).get((base, fmt), render)
+    body = (await _bodies(request).get(base, render))[fmt]
     media, _ = FORMATS[fmt]
     headers = {"Vary": "Accept", "Cache-Control": f"public, max-age={int(MAX_AGE_S)}"}
     return Response(body, media_type=media, headers=headers)
