@@ -44,7 +44,8 @@ from ioc_core.topics import SUBSCRIPTIONS_CHANGED, VALUES_STORED
 
 log = logging.getLogger(__name__)
 
-_LOCK = 0x10C_0006
+ADVISORY_LOCK = 0x10C_0006  # one notifier delivers at a time
+APPLICATION_NAME = "ioc-ngsild-notify"  # its connections, as pg_stat_activity shows them
 GATHER_S = 0.02  # changes that come this close together go out together
 RELOAD_S = 30.0  # subscriptions read again (expiry, the owners' rights) at least this often
 UNITS_S = 300.0
@@ -128,13 +129,14 @@ class SubscriptionNotifier:
 
     async def _session(self) -> None:
         url = self.settings.database_url
-        async with await AsyncConnection.connect(url, autocommit=True, connect_timeout=5) as listener:
-            if not (await (await listener.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK,))).fetchone())[0]:
+        connect = {"autocommit": True, "connect_timeout": 5, "application_name": APPLICATION_NAME}
+        async with await AsyncConnection.connect(url, **connect) as listener:
+            if not (await (await listener.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK,))).fetchone())[0]:
                 await asyncio.sleep(5)  # another notifier delivers; this one waits its turn
                 return
             await listener.execute(f"LISTEN {VALUES_STORED}")
             await listener.execute(f"LISTEN {SUBSCRIPTIONS_CHANGED}")
-            async with await AsyncConnection.connect(url, autocommit=True, connect_timeout=5) as reader:
+            async with await AsyncConnection.connect(url, **connect) as reader:
                 self.units = await read_units(reader)
                 await self._load(reader)
                 everything = [r[0] for r in await (await reader.execute("SELECT id FROM sensors")).fetchall()]

@@ -26,4 +26,3 @@ class Viewer:
         if self.scope is None:
             return True
         return entity.unit_id in self.scope or entity.type == "AdministrativeUnit"
-

@@ -19,6 +19,8 @@ import psycopg
 import pytest
 
 from ioc_core.ngsild.jsonld import IOC_CONTEXT_PATH
+from notify.subscriptions import ADVISORY_LOCK as NOTIFIER_LOCK
+from notify.subscriptions import APPLICATION_NAME
 from tests.support import Broker, Service, as_, free_port, publish_all, publisher, wait_until
 
 LINK = '<{}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
@@ -176,6 +178,34 @@ def test_a_failing_endpoint_is_retried_and_its_failure_is_the_subscriptions_stat
 
     ok = wait_until(recorded, what="the flaky endpoint's notification recorded")
     assert ok["timesFailed"] == 0 and ok["status"] == "ok"  # the retries are one notification
+
+
+def test_a_change_stored_while_the_notifier_had_lost_the_database_is_still_told(
+    ld: httpx.Client, receiver: str, broker: Broker, tokens, database_url: str, notifier: Service
+) -> None:
+    subscribe(ld, tokens["city"], "/gap", receiver, watchedAttributes=["pm25"])
+    wait_until(
+        lambda: (publish(broker, "ns-air-1", {"pm25": 60.0}), received("/gap"))[1], what="told before", timeout=30
+    )
+    with psycopg.connect(database_url, autocommit=True) as db:
+        ended = db.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            (APPLICATION_NAME,),
+        ).fetchone()[0]
+        assert ended == 2  # its listener and its reader
+        # Holding the notifier's lock keeps it from listening again until the change is stored.
+        wait_until(lambda: db.execute("SELECT pg_try_advisory_lock(%s)", (NOTIFIER_LOCK,)).fetchone()[0], what="lock")
+        publish(broker, "ns-air-1", {"pm25": 61.0})
+        wait_until(
+            lambda: db.execute(
+                "SELECT 1 FROM latest WHERE sensor_id = 'ns-air-1' AND metric = 'pm25' AND value = 61"
+            ).fetchone(),
+            what="stored",
+        )
+        assert not [e for _, _, e in received("/gap") if e["pm25"] == 61.0]
+        db.execute("SELECT pg_advisory_unlock(%s)", (NOTIFIER_LOCK,))
+    told = wait_until(lambda: [e for _, _, e in received("/gap") if e["pm25"] == 61.0], what="told after", timeout=30)
+    assert told
 
 
 def test_throttling_sends_the_newest_state_once_per_period(
