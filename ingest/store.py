@@ -41,8 +41,10 @@ _UPSERT_LATEST = (
 _MARK_DIRTY = "INSERT INTO rollup_dirty (minute) SELECT DISTINCT time_bucket('1 minute', time) FROM readings_stage"
 
 
-# Said at commit to whoever listens (the subscriptions' notifier): which sensors have new values.
-_SIGNAL_STORED = f"SELECT pg_notify('{VALUES_STORED}', %s)"
+# Said at commit to the subscriptions' notifier: which sensors have new values. Only while a
+# subscription is active: a notifying commit takes PostgreSQL's notification lock, which
+# serialises the commits of parallel workers, a cost not worth paying for no one.
+_SIGNAL_STORED = f"SELECT pg_notify('{VALUES_STORED}', %s) WHERE EXISTS (SELECT 1 FROM ngsi_subscriptions WHERE active)"
 _SIGNAL_BYTES = 7900  # a notification's payload is under 8,000 bytes
 
 
