@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -29,7 +30,7 @@ from ioc_api.ngsild.protocol import (
     not_found,
 )
 from ioc_core.ngsild.entities import Entity
-from ioc_core.ngsild.jsonld import IOC_DOCUMENT
+from ioc_core.ngsild.jsonld import IOC_DOCUMENT, Translation
 from ioc_core.ngsild.present import feature, present
 from ioc_core.ngsild.query import QueryError, Selection, id_pattern, parse_geo, parse_q, rename
 from ioc_core.ngsild.store import Snapshot
@@ -195,6 +196,12 @@ def _list_id(kind: str, names: list[str]) -> str:
     return f"urn:ngsi-ld:{kind}:{hashlib.sha256(','.join(names).encode()).hexdigest()[:16]}"
 
 
+def _named(terms: Translation, name: str, kind: str, key: str) -> dict[str, Any]:
+    """The head of a type's or an attribute's description: its IRI, its kind, its name to the caller."""
+    shown = terms.to_caller(name)
+    return {"id": terms.caller.expand(shown), "type": kind, key: shown}
+
+
 def _attribute_kinds(entities: list[Entity]) -> dict[str, dict[str, set[str]]]:
     """For each attribute: the attribute types it has and the entity types that have it."""
     found: dict[str, dict[str, set[str]]] = defaultdict(lambda: {"types": set(), "entities": set()})
@@ -217,9 +224,7 @@ async def entity_types(request: Request, caller: ReadingCaller) -> Response:
     if request.query_params.get("details") == "true":
         body: list | dict = [
             {
-                "id": terms.caller.expand(terms.to_caller(t)),
-                "type": "EntityType",
-                "typeName": terms.to_caller(t),
+                **_named(terms, t, "EntityType", "typeName"),
                 "attributeNames": sorted(terms.to_caller(a) for a in attrs),
             }
             for t, attrs in sorted(by_type.items())
@@ -240,17 +245,10 @@ async def entity_type(type_name: str, request: Request, caller: ReadingCaller) -
         raise not_found(f"no entity of type {type_name!r}")
     terms = caller.terms
     body = {
-        "id": terms.caller.expand(terms.to_caller(name)),
-        "type": "EntityTypeInfo",
-        "typeName": terms.to_caller(name),
+        **_named(terms, name, "EntityTypeInfo", "typeName"),
         "entityCount": len(seen),
         "attributeDetails": [
-            {
-                "id": terms.caller.expand(terms.to_caller(a)),
-                "type": "Attribute",
-                "attributeName": terms.to_caller(a),
-                "attributeTypes": sorted(info["types"]),
-            }
+            {**_named(terms, a, "Attribute", "attributeName"), "attributeTypes": sorted(info["types"])}
             for a, info in sorted(_attribute_kinds(seen).items())
         ],
     }
@@ -266,9 +264,7 @@ async def attributes(request: Request, caller: ReadingCaller) -> Response:
     if request.query_params.get("details") == "true":
         body: list | dict = [
             {
-                "id": terms.caller.expand(terms.to_caller(a)),
-                "type": "Attribute",
-                "attributeName": terms.to_caller(a),
+                **_named(terms, a, "Attribute", "attributeName"),
                 "typeNames": sorted(terms.to_caller(t) for t in info["entities"]),
             }
             for a, info in sorted(found.items())
@@ -290,9 +286,7 @@ async def attribute(attr_name: str, request: Request, caller: ReadingCaller) -> 
     info = _attribute_kinds(having)[name]
     terms = caller.terms
     body = {
-        "id": terms.caller.expand(terms.to_caller(name)),
-        "type": "Attribute",
-        "attributeName": terms.to_caller(name),
+        **_named(terms, name, "Attribute", "attributeName"),
         "attributeCount": len(having),
         "attributeTypes": sorted(info["types"]),
         "typeNames": sorted(terms.to_caller(t) for t in info["entities"]),

@@ -154,6 +154,16 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def parse_iso(raw: Any) -> datetime | None:
+    """An ISO 8601 date and time as a caller wrote it (with or without its zone); None if it is none."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
 def prop(value: Any, observed: datetime | None = None, unit_code: str | None = None) -> dict:
     out: dict[str, Any] = {"type": "Property", "value": value}
     if observed is not None:

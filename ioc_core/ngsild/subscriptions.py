@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ioc_core.ngsild.access import Viewer
-from ioc_core.ngsild.entities import KIND_OF_TYPE, Entity, iso
+from ioc_core.ngsild.entities import KIND_OF_TYPE, Entity, iso, parse_iso
 from ioc_core.ngsild.jsonld import CORE_URL, Translation
 from ioc_core.ngsild.present import present
 from ioc_core.ngsild.query import QueryError, Selection, id_pattern, parse_geo, parse_q, rename
@@ -56,12 +56,9 @@ def new_id() -> str:
 
 
 def parse_time(name: str, raw: Any) -> datetime:
-    if not isinstance(raw, str):
-        raise SubscriptionError(f"{name} is a date and time")
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise SubscriptionError(f"{name} {raw!r} is not an ISO 8601 date and time") from exc
+    t = parse_iso(raw)
+    if t is None:
+        raise SubscriptionError(f"{name} {raw!r} is not an ISO 8601 date and time")
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ioc_core.ngsild.entities import KIND_OF_TYPE, MODELS, Entity, iso
+from ioc_core.ngsild.entities import KIND_OF_TYPE, MODELS, Entity, iso, parse_iso
 
 AGGREGATES = ("totalCount", "sum", "avg", "min", "max")
 _DURATION = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
@@ -36,10 +36,9 @@ def attribute_metrics(entity: Entity) -> dict[str, str]:
 
 
 def parse_time(name: str, raw: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise TemporalError(f"{name} {raw!r} is not an ISO 8601 date and time") from exc
+    t = parse_iso(raw)
+    if t is None:
+        raise TemporalError(f"{name} {raw!r} is not an ISO 8601 date and time")
     if not 1970 <= t.year <= 2200:
         raise TemporalError(f"{name} {raw!r} lies outside the years 1970 to 2200")
     return t if t.tzinfo else t.replace(tzinfo=UTC)

@@ -11,10 +11,9 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from ioc_core.ngsild.entities import KIND_OF_TYPE, METRIC_OF_ATTRIBUTE, MODELS
+from ioc_core.ngsild.entities import KIND_OF_TYPE, METRIC_OF_ATTRIBUTE, MODELS, parse_iso
 from ioc_core.ngsild.jsonld import Translation
 from ioc_core.ngsild.present import ATTRIBUTE_TYPES
 
@@ -66,12 +65,9 @@ def kind_of(entity_type: str) -> str:
 
 
 def _observed(name: str, raw: Any) -> str:
-    if not isinstance(raw, str):
-        raise EntityError(f"{name}: observedAt is not a date and time")
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise EntityError(f"{name}: observedAt {raw!r} is not an ISO 8601 date and time") from exc
+    t = parse_iso(raw)
+    if t is None:
+        raise EntityError(f"{name}: observedAt {raw!r} is not an ISO 8601 date and time")
     if t.tzinfo is None:
         raise EntityError(f"{name}: observedAt {raw!r} has no time zone")
     return raw
