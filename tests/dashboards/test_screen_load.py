@@ -20,7 +20,7 @@ from simulators.registry import load_units, register
 from simulators.runner import run_city
 from tests.conftest import start_ingest
 from tests.dashboards.conftest import ARGS, CHROMIUM
-from tests.support import ARTIFACTS, Service, free_port
+from tests.support import ARTIFACTS, free_port, start_api
 
 TRACE = ARTIFACTS / "wall-trace.json"
 
@@ -35,7 +35,7 @@ def stack() -> Iterator[tuple[str, int, str]]:
             "IOC_INGEST_METRICS_PORT": str(metrics),
         }
         ingest = start_ingest(env)
-        api = Service("ioc_api", {**env, "IOC_MQTT_URL": broker.url_for("api"), "IOC_API_PORT": str(port)}).start()
+        api = start_api({**env, "IOC_MQTT_URL": broker.url_for("api")}, port)  # once it answers
         try:
             with psycopg.connect(url, autocommit=True) as db:
                 create_user(db, "wall", "city_operator", [], "pw-wall")

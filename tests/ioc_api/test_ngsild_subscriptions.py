@@ -189,7 +189,8 @@ def test_a_change_stored_while_the_notifier_had_lost_the_database_is_still_told(
     )
     with psycopg.connect(database_url, autocommit=True) as db:
         ended = db.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %s",
             (APPLICATION_NAME,),
         ).fetchone()[0]
         assert ended == 2  # its listener and its reader
