@@ -25,7 +25,7 @@ from ingest.payloads import (
     parse_status_message,
 )
 from ingest.registry import RegistryCache
-from ingest.session import Received
+from ingest.source import Received
 from ioc_core import topics
 from ioc_core.events import Event, Location, Source
 from ioc_core.loops import record_failure

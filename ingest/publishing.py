@@ -7,14 +7,14 @@ database (``ioc_api/feed.py``).
 """
 
 from ingest.digest import LiveDigest
-from ingest.session import BrokerSession
+from ingest.source import Source
 from ioc_core import topics
 from ioc_core.events import Event
 from ioc_core.units import CITY_ID
 
 
 class Publishing:
-    def __init__(self, session: BrokerSession, digest: LiveDigest):
+    def __init__(self, session: Source, digest: LiveDigest):
         self._session, self._digest = session, digest
 
     def events(self, events: list[Event]) -> None:

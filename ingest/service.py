@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from ingest import metrics
 from ingest.alert_scheduler import AlertScheduler
+from ingest.amqp_session import AmqpSession
 from ingest.batching import Batch, Intake
 from ingest.digest import LiveDigest
 from ingest.incidents import group_once
@@ -30,7 +31,8 @@ from ingest.pipeline import Stopped, WritePipeline
 from ingest.publishing import Publishing
 from ingest.registry import RegistryCache
 from ingest.rules import RuleEngine
-from ingest.session import BrokerSession, Received
+from ingest.session import BrokerSession
+from ingest.source import Received, Source
 from ingest.store import ReadingStore
 from ioc_core.clock import clock_now
 from ioc_core.loops import Loop
@@ -43,7 +45,12 @@ class IngestService:
     def __init__(self, settings: Settings, worker: int = 1):
         self.settings = settings
         self.stopping = threading.Event()
-        self.session = BrokerSession(settings, f"{settings.ingest_client_id_prefix}-{worker}", self.stopping)
+        client_id = f"{settings.ingest_client_id_prefix}-{worker}"
+        self.session: Source = (
+            AmqpSession(settings, client_id, self.stopping)
+            if settings.ingest_source == "amqp"
+            else BrokerSession(settings, client_id, self.stopping)
+        )
         self.connected = self.session.connected
         self.registry = RegistryCache(settings.database_url, settings.ingest_registry_refresh_s)
         self.rules = RuleEngine(settings.database_url, settings.rules_refresh_s)
@@ -59,7 +66,7 @@ class IngestService:
         self.registry.refresh_if_due()
         self.session.start()
         self._start_loops()
-        log.info("ingest started", extra={"broker": f"{self.session.address.host}:{self.session.address.port}"})
+        log.info("ingest started", extra={"broker": self.session.describe()})
         drained = False
         try:
             if retire:

@@ -14,24 +14,17 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import paho.mqtt.client as paho
 
 from ingest import metrics
+from ingest.source import Received
 from ioc_core import topics
 from ioc_core.mqtt import make_client
 from ioc_core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Received:
-    generation: int  # which connection delivered it: a mid is only valid on its own connection
-    message: paho.MQTTMessage
-    at: datetime
 
 
 class BrokerSession:
@@ -59,6 +52,9 @@ class BrokerSession:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+
+    def describe(self) -> str:
+        return f"mqtt://{self.address.host}:{self.address.port}"
 
     def start(self) -> None:
         self.client.connect_async(self.address.host, self.address.port, keepalive=30)

@@ -80,19 +80,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     sweep.add_done_callback(sweeps.discard)
                 raise
 
-        # Every connection starts, and goes back to the pool, with the empty scope: one whose scope
-        # was not set for its current use sees no row of any unit (ioc_api/deps.py).
-        pool = AsyncConnectionPool(
-            settings.database_url,
-            min_size=1,
-            max_size=10,
-            open=False,
-            kwargs={"connect_timeout": 3},
-            check=check,
-            configure=clear_scope,
-            reset=clear_scope,
-        )
+        def new_pool(url: str) -> AsyncConnectionPool:
+            # Every connection starts, and goes back to the pool, with the empty scope: one whose
+            # scope was not set for its current use sees no row of any unit (ioc_api/deps.py).
+            return AsyncConnectionPool(
+                url,
+                min_size=1,
+                max_size=10,
+                open=False,
+                kwargs={"connect_timeout": 3},
+                check=check,
+                configure=clear_scope,
+                reset=clear_scope,
+            )
+
+        pool = new_pool(settings.database_url)
         await pool.open(wait=False)
+        # History may come from a replica (cluster mode): a little lag is harmless there.
+        read_pool = new_pool(settings.database_read_url) if settings.database_read_url else pool
+        if read_pool is not pool:
+            await read_pool.open(wait=False)
         hub = LiveHub()
         bus = LiveBus(settings.mqtt_url, hub)
         feed = EventFeed(lambda: scoped_connection(pool, EVERY_UNIT), hub, bus.connected.is_set)
@@ -108,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(app.state.feed_loop.run_async(feed.look), name="live-feed"),
         ]
         app.state.pool, app.state.hub, app.state.bus, app.state.settings = pool, hub, bus, settings
+        app.state.read_pool = read_pool
         app.state.feed = feed
         app.state.latest_bodies = BodyCache(settings.latest_max_age_s)
         app.state.entities = EntityStore(settings.database_url, settings.ngsild_max_age_s)
@@ -137,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await pool.close()
+            if read_pool is not pool:
+                await read_pool.close()
             app.state.entities.close()
 
     app = FastAPI(

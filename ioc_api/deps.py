@@ -9,6 +9,7 @@ sees none (the pool sets the empty scope on each new connection and again on eac
 
 - a request's connection (``Db``) gets its caller's scope in ``current_principal``; a route
   without a caller reads open data through ``OpenDb`` (every unit);
+- history (``HistoryDb``) is read on a connection of the read pool, with the caller's scope;
 - anything else in the API that takes a pooled connection (``/latest``'s shared bodies,
   ``/health``, ``/units``, the live WebSocket) takes it from ``scoped_connection``, naming its scope.
 
@@ -121,6 +122,21 @@ async def current_principal(
         raise Problem(403, "a partner's token is for NGSI-LD (/ngsi-ld/v1) alone")
     await set_scope(db, scope_of(principal))
     return principal
+
+
+async def history_database(
+    request: Request, db: Db, principal: Annotated[Principal, Depends(current_principal)]
+) -> AsyncIterator[AsyncConnection]:
+    """A connection to read history from, held to the caller's scope: one of the read pool, a
+    streaming replica's in cluster mode (``IOC_DATABASE_READ_URL``), else the request's own."""
+    if request.app.state.read_pool is request.app.state.pool:
+        yield db
+        return
+    async with scoped_connection(request.app.state.read_pool, scope_of(principal)) as conn:
+        yield conn
+
+
+HistoryDb = Annotated[AsyncConnection, Depends(history_database, scope="function")]
 
 
 def open_data_only(principal: Principal) -> bool:

@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,7 +15,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IOC_", env_file=".env", extra="ignore")
 
-    database_url: str = Field("postgresql://ioc:ioc@127.0.0.1:5433/ioc", description="TimescaleDB connection URL.")
+    database_url: str = Field(
+        "postgresql://ioc:ioc@127.0.0.1:5433/ioc",
+        description="TimescaleDB connection URL; several hosts with target_session_attrs=read-write find the"
+        " primary after a failover (cluster mode).",
+    )
+    database_read_url: str | None = Field(
+        None,
+        description="Where the API reads history (readings, NGSI-LD temporal), e.g. a streaming replica with"
+        " target_session_attrs=prefer-standby; none: IOC_DATABASE_URL.",
+    )
     mqtt_url: str = Field("mqtt://127.0.0.1:1884", description="Broker URL: mqtt://[user:password@]host:port.")
     broker_dir: Path = Field(
         REPO_ROOT / "var" / "mosquitto",
@@ -134,6 +143,22 @@ class Settings(BaseSettings):
         " keeps; more share an MQTT 5 shared subscription ($share/ingest), which Mosquitto 2.0 forgets on a"
         " restart until each worker is back (messages in between have no subscriber).",
     )
+    ingest_source: Literal["mqtt", "amqp"] = Field(
+        "mqtt",
+        description="What ingest reads: mqtt, its own session with the broker (the embedded default); amqp,"
+        " the quorum queues of a RabbitMQ cluster (cluster mode, docs/cluster.md).",
+    )
+    amqp_hosts: Annotated[list[str], NoDecode] = Field(
+        ["127.0.0.1:5672"],
+        description="Cluster mode: the RabbitMQ nodes' AMQP addresses (host:port, comma-separated), tried in"
+        " turn; the account is the one of IOC_MQTT_URL.",
+    )
+    amqp_queues: int = Field(
+        4,
+        ge=1,
+        description="Cluster mode: quorum queues the readings are spread over by topic (each has one leader"
+        " node; more queues spread the load over more nodes).",
+    )
     ingest_batch_size: int = Field(10000, gt=0, description="Rows that trigger a flush.")
     ingest_batch_max_age_ms: int = Field(100, gt=0, description="Oldest row age that triggers a flush.")
     ingest_max_message_bytes: int = Field(
@@ -205,6 +230,11 @@ class Settings(BaseSettings):
         200, gt=0, description="Event snapshots kept per camera; older ones are deleted."
     )
     vision_metrics_port: int = Field(9201, description="Prometheus /metrics port of the vision worker.")
+
+    @field_validator("amqp_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
 
 @lru_cache

@@ -22,7 +22,8 @@ LIVE_ALL = f"{PREFIX}/live/#"
 ALL_READINGS = f"{PREFIX}/+/+/readings"
 # What ingest subscribes to: whole subtrees, so that a wrong topic under them becomes a dead
 # letter instead of vanishing.
-INGEST_SUBSCRIPTIONS = tuple(f"{PREFIX}/{tree}/#" for tree in ("sensors", "gateways", "cameras", "devices"))
+INPUT_TREES = ("sensors", "gateways", "cameras", "devices")
+INGEST_SUBSCRIPTIONS = tuple(f"{PREFIX}/{tree}/#" for tree in INPUT_TREES)
 
 INGEST_SHARE_GROUP = "ingest"
 DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -91,8 +92,24 @@ def route(topic: str) -> Route | None:
 
 
 def live_of(topic: str) -> tuple[str, str] | None:
-    """``(unit_id, kind)`` of a live topic, or None."""
+    """``(unit_id, kind)`` of a live topic, or None. An event kind's dots may come as levels
+    (``alert/opened``): RabbitMQ's MQTT plugin writes every dot of a routing key as ``/``."""
     levels = split(topic)
-    if len(levels) != 3 or levels[0] != "live":
+    if len(levels) < 3 or levels[0] != "live":
         return None
-    return levels[1], levels[2]
+    return levels[1], ".".join(levels[2:])
+
+
+def from_routing_key(key: str) -> str:
+    """The MQTT topic of a RabbitMQ routing key (cluster mode). The broker writes a topic's ``/``
+    as ``.`` and keeps its dots, so a device id's dots are told apart by place: an input topic has
+    three levels after the prefix, and whatever stands between the tree and the last is the id.
+    ``+`` is written ``*`` (a subscription's filter)."""
+    parts = key.replace("*", "+").split(".")
+    if len(parts) >= 5 and parts[2] in INPUT_TREES:
+        return "/".join([*parts[:3], ".".join(parts[3:-1]), parts[-1]])
+    return "/".join(parts)
+
+
+def to_routing_key(topic: str) -> str:
+    return topic.replace("/", ".").replace("+", "*")

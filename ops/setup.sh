@@ -8,7 +8,8 @@ source ops/common.sh
 
 # 1. Debian packages.
 packages=(postgresql-15 postgresql-client-15 postgresql-common mosquitto mosquitto-clients
-          postgresql-server-dev-15 cmake dpkg-dev gcc make git chromium openssl)
+          postgresql-server-dev-15 cmake dpkg-dev gcc make git chromium openssl
+          rabbitmq-server etcd-server patroni haproxy)  # the last four: cluster mode (docs/cluster.md)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

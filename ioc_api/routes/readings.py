@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ioc_api.deps import Anyone, Db, check_unit, open_data_only, scope_of, scoped_connection
+from ioc_api.deps import Anyone, Db, HistoryDb, check_unit, open_data_only, scope_of, scoped_connection
 from ioc_api.models import METRIC_PATTERN, Bucket, Series
 from ioc_api.problems import PROBLEM_RESPONSES, Problem
 
@@ -68,7 +69,9 @@ BucketText = Annotated[str, Query(description="Bucket width: 30s, 1m, 15m, 1h, 1
 Metric = Annotated[str, Query(pattern=METRIC_PATTERN, examples=["pm25"])]
 
 
-async def _series(db: Db, sensors: str, params: dict, metric: str, start, end, bucket: str) -> tuple[int, str, list]:
+async def _series(
+    db: AsyncConnection, sensors: str, params: dict, metric: str, start, end, bucket: str
+) -> tuple[int, str, list]:
     """Buckets of ``metric`` over the sensors that ``sensors`` (a condition on the sensors table,
     ``%(...)s`` from params) picks, from the coarsest table that answers the bucket width.
 
@@ -93,6 +96,7 @@ async def sensor_history(
     sensor_id: str,
     metric: Metric,
     db: Db,
+    history: HistoryDb,
     principal: Anyone,
     start: Start = None,
     end: End = None,
@@ -103,7 +107,9 @@ async def sensor_history(
     )
     if await cur.fetchone() is None:  # unknown, or outside the caller's scope (a partner's, for the public)
         raise Problem(404, f"no sensor {sensor_id!r}")
-    bucket_s, source, buckets = await _series(db, "id = %(sensor)s", {"sensor": sensor_id}, metric, start, end, bucket)
+    bucket_s, source, buckets = await _series(
+        history, "id = %(sensor)s", {"sensor": sensor_id}, metric, start, end, bucket
+    )
     return Series(sensor_id=sensor_id, metric=metric, bucket_seconds=bucket_s, source=source, buckets=buckets)
 
 
@@ -111,7 +117,7 @@ async def sensor_history(
 async def unit_history(
     unit_id: str,
     metric: Metric,
-    db: Db,
+    history: HistoryDb,
     principal: Anyone,
     start: Start = None,
     end: End = None,
@@ -119,7 +125,7 @@ async def unit_history(
 ) -> Series:
     check_unit(principal, unit_id)
     bucket_s, source, buckets = await _series(
-        db,
+        history,
         "unit_id = %(unit)s AND (tenant IS NULL OR NOT %(open_only)s)",
         {"unit": unit_id, "open_only": open_data_only(principal)},
         metric,

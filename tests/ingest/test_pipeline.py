@@ -17,7 +17,7 @@ from ingest.batching import Batch, Intake
 from ingest.pipeline import WritePipeline
 from ingest.registry import RegistryCache
 from ingest.rules import RuleEngine
-from ingest.session import Received
+from ingest.source import Received
 from ingest.store import ReadingStore
 from ioc_core.settings import Settings
 
