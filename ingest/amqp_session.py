@@ -53,12 +53,15 @@ def declare(channel, queues: int) -> None:
         channel.queue_bind(name, EXCHANGE, routing_key="1")  # equal weights
 
 
-def connection_parameters(settings: Settings) -> list[pika.ConnectionParameters]:
-    """Every node of the cluster, tried in turn; the account is the service's broker account."""
+def connection_parameters(settings: Settings, worker: int) -> list[pika.ConnectionParameters]:
+    """Every node of the cluster, tried in turn, worker N's list starting with node N (so workers
+    spread over the nodes); the account is the service's broker account."""
     account = parse_url(settings.mqtt_url)
     credentials = pika.PlainCredentials(account.username or "", account.password or "")
+    hosts = settings.amqp_hosts
+    first = (worker - 1) % len(hosts)
     parameters = []
-    for hostport in settings.amqp_hosts:
+    for hostport in hosts[first:] + hosts[:first]:
         host, _, port = hostport.rpartition(":")
         parameters.append(
             pika.ConnectionParameters(
@@ -83,11 +86,10 @@ class Delivery:
 
 
 class AmqpSession:
-    def __init__(self, settings: Settings, client_id: str, stopping: threading.Event):
+    def __init__(self, settings: Settings, worker: int, stopping: threading.Event):
         self._settings = settings
-        self.client_id = client_id
         self._stopping = stopping
-        self._parameters = connection_parameters(settings)
+        self._parameters = connection_parameters(settings, worker)
         self._queues = queue_names(settings.amqp_queues)
         self.connected = threading.Event()
         self.inbox: queue.Queue[Received] = queue.Queue(maxsize=settings.ingest_inbox_messages)

@@ -47,7 +47,7 @@ class IngestService:
         self.stopping = threading.Event()
         client_id = f"{settings.ingest_client_id_prefix}-{worker}"
         self.session: Source = (
-            AmqpSession(settings, client_id, self.stopping)
+            AmqpSession(settings, worker, self.stopping)
             if settings.ingest_source == "amqp"
             else BrokerSession(settings, client_id, self.stopping)
         )

@@ -91,6 +91,7 @@ bootstrap:
         max_replication_slots: 10
         wal_keep_size: 1GB
         shared_buffers: 256MB
+        track_commit_timestamp: "on"  # when each row was committed: ingest's latency, bench/cluster.py
   initdb:
     - encoding: UTF8
     - locale: C.UTF-8
@@ -105,6 +106,8 @@ postgresql:
   data_dir: $dir/pg$i/data
   bin_dir: /usr/lib/postgresql/$PG_MAJOR/bin
   pgpass: $dir/pg$i/pgpass
+  basebackup:
+    - checkpoint: fast  # a replica is made at once, not after a spread checkpoint (minutes)
   authentication:
     replication: {username: replicator, password: replicator}
     superuser: {username: postgres, password: postgres}
@@ -231,6 +234,8 @@ autorestart=true
 stdout_logfile=$dir/haproxy.log
 redirect_stderr=true
 CONF
+  # A database or broker node that dies stays down, as a dead machine would, until started again
+  # (supervisorctl start); Patroni itself restarts a PostgreSQL that crashed under it.
   for i in 1 2; do
     cat >> "$conf" <<CONF
 
@@ -238,7 +243,7 @@ CONF
 command=patroni $dir/pg$i/patroni.yml
 $pg_user
 priority=10
-autorestart=true
+autorestart=false
 stopwaitsecs=30
 stdout_logfile=$dir/pg$i.log
 redirect_stderr=true
@@ -251,7 +256,7 @@ CONF
 command=/usr/lib/rabbitmq/bin/rabbitmq-server
 environment=HOME="$dir/rabbit$i/home",RABBITMQ_NODENAME="$(rabbit_node $i)",RABBITMQ_NODE_PORT="$(amqp_port $i)",RABBITMQ_DIST_PORT="$(rabbit_dist_port $i)",RABBITMQ_CONFIG_FILE="$dir/rabbit$i/rabbitmq.conf",RABBITMQ_ENABLED_PLUGINS_FILE="$dir/rabbit$i/enabled_plugins",RABBITMQ_MNESIA_BASE="$dir/rabbit$i/mnesia",RABBITMQ_LOG_BASE="$dir/rabbit$i/log",RABBITMQ_PID_FILE="$dir/rabbit$i/pid"
 priority=10
-autorestart=true
+autorestart=false
 stopwaitsecs=60
 stdout_logfile=$dir/rabbit$i.log
 redirect_stderr=true
