@@ -124,6 +124,24 @@ class RuleEngine(Reloading):
         hits += self._judge_events(events)
         return hits
 
+    def align(self, cur: psycopg.Cursor, hits: list[Hit]) -> None:
+        """Take the state of these hits' sources from their alerts: an open or a resolution that
+        changed nothing was a repeat, came after a person's resolution, or was late (another
+        worker judged a newer reading of the source), and the alert is what holds."""
+        rows = cur.execute(
+            "SELECT rule_id, source_id FROM alerts WHERE state <> 'resolved'"
+            " AND (rule_id, source_type, source_id) IN (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[]))",
+            ([h.rule.id for h in hits], [h.source_type for h in hits], [h.source_id for h in hits]),
+        ).fetchall()
+        open_now = {(rule_id, source_id) for rule_id, source_id in rows}
+        for hit in hits:
+            key = (hit.rule.id, hit.source_id)
+            if key in open_now:
+                self.state.of.set(key, OPEN)
+                self.state.engaged.set(hit.source_id, True)
+            elif self.state.of.get(key) == OPEN:
+                self.state.of.delete(key)
+
     def commit(self) -> None:
         """The batch judged last is stored: what the rules concluded becomes their state."""
         self.state.commit()

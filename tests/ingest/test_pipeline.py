@@ -214,3 +214,47 @@ def test_a_batch_the_database_refuses_is_narrowed_to_the_messages_that_cause_it(
         assert not chain.rules.state.pending()
     finally:
         chain.close()
+
+
+def test_workers_judging_one_sensor_out_of_order_neither_resolve_nor_reopen_its_alert_late(
+    database_url: str, db: psycopg.Connection
+) -> None:
+    """Competing consumers (cluster mode's queues, a redelivery after a fault) may hand a sensor's
+    older reading to a worker after another stored a newer one: it changes no alert."""
+    kind = f"ooo-{uuid.uuid4().hex[:6]}"
+    sensor, topic = f"{kind}-1", f"ioc/v1/sensors/{kind}-1/readings"
+    db.execute("INSERT INTO sensors (id, kind, unit_id) VALUES (%s, %s, 'hai-chau')", (sensor, kind))
+    rule_id = db.execute(
+        "INSERT INTO rules (name, type, sensor_kind, metric, severity, params)"
+        " VALUES (%s, 'threshold', %s, 'level_m', 'major', '{\"op\": \"above\", \"value\": 10}') RETURNING id",
+        (kind, kind),
+    ).fetchone()[0]
+    db.commit()
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+
+    def reading(seconds: float, value: float) -> Received:
+        return message(topic, {"ts": (t0 + timedelta(seconds=seconds)).isoformat(), "values": {"level_m": value}})
+
+    def alerts() -> list[tuple[str, int]]:
+        db.rollback()
+        return db.execute("SELECT state, count FROM alerts WHERE rule_id = %s ORDER BY id", (rule_id,)).fetchall()
+
+    first, second = Chain(database_url), Chain(database_url)
+    try:
+        first.write(reading(2, 15))  # opens
+        second.rules.load()  # knows the alert is open, not the reading that keeps it so
+        second.write(reading(1, 5))  # older, below: late
+        assert [state for state, _ in alerts()] == ["open"]
+        second.write(reading(3, 5))  # newer, below: resolves
+        assert [state for state, _ in alerts()] == ["resolved"]
+        third = Chain(database_url)  # knows no open alert
+        try:
+            third.write(reading(2.5, 15))  # older than the resolution, above: late
+        finally:
+            third.close()
+        assert [state for state, _ in alerts()] == ["resolved"]
+        first.write(reading(4, 15))  # newer, above: a new alert
+        assert [state for state, _ in alerts()] == ["resolved", "open"]
+    finally:
+        first.close()
+        second.close()
