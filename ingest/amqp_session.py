@@ -147,7 +147,7 @@ class AmqpSession:
             self._connection, self._channel = connection, channel
             self.connected.set()
             metrics.BROKER_UP.set(1)
-            log.info("consuming", extra={"queues": len(self._queues), "node": connection._impl.params.port})
+            log.info("consuming", extra={"queues": len(self._queues)})
             while not self._stopping.is_set():
                 connection.process_data_events(time_limit=0.5)
         finally:

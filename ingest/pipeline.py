@@ -76,7 +76,7 @@ class WritePipeline:
         """Write until it succeeds, through any outage; other failures are raised at once."""
         retrying = Retrying(
             retry=retry_if_exception_type(psycopg.OperationalError),
-            wait=wait_exponential(multiplier=0.2, max=10),
+            wait=wait_exponential(multiplier=0.2, max=2),
             stop=stop_when_event_set(self._stopping),
             before_sleep=_log_write_failure,
             reraise=True,

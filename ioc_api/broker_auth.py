@@ -67,6 +67,7 @@ def allowed(rules: list[Rule], username: str, topic: str, permission: str) -> bo
 class BrokerAuth:
     def __init__(self, database_url: str):
         self._pool = ConnectionPool(database_url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True)
+        self._users, self._patterns = parse_acl(broker_files.BASE_ACL.read_text())
 
     def _account(self, username: str) -> tuple[str, str] | None:
         with self._pool.connection() as conn:
@@ -97,8 +98,7 @@ class BrokerAuth:
         account = self._account(username)
         if account is None or form.get("name") != "amq.topic":
             return False
-        users, patterns = parse_acl(broker_files.BASE_ACL.read_text())
-        rules = users.get(username, []) + patterns
+        rules = self._users.get(username, []) + self._patterns
         if account[0] == "gateway":
             rules.append(Rule("write", topics.gateway_readings(username)))
         return allowed(

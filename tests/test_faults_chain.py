@@ -89,6 +89,7 @@ class Screen(threading.Thread):
         self.events: dict[int, dict] = {}
         self.position: str | None = None
         self.reconnects = self.resets = 0
+        self.resumed_at = 0.0  # monotonic time of the first position after the latest (re)connection
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -104,6 +105,7 @@ class Screen(threading.Thread):
                             {"type": "subscribe", "kinds": ["alert."], "values": False, "since": self.position}
                         ).decode()
                     )
+                    fresh = True
                     while not self.stop.is_set():
                         try:
                             frame = orjson.loads(await asyncio.wait_for(ws.recv(), 0.5))
@@ -114,6 +116,8 @@ class Screen(threading.Thread):
                                 self.events[message["event"]["id"]] = message["event"]
                             elif message["type"] in ("position", "reset"):
                                 self.position = message["position"]
+                                if fresh:
+                                    self.resumed_at, fresh = time.monotonic(), False
                                 self.resets += message["type"] == "reset"
             except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake):
                 self.reconnects += 1

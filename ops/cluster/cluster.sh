@@ -158,6 +158,9 @@ CONF
 global
   maxconn 4000
 defaults
+  # A connection refused by a node that just died is tried on another, before the checks mark it down.
+  retries 3
+  option redispatch 1
   timeout connect 2s
   timeout client 60s
   timeout server 60s

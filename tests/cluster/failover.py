@@ -84,6 +84,12 @@ class Cluster:
             os.killpg(group, signal.SIGKILL)
         return killed
 
+    def api_answers(self, node: int) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.base + 80 + node}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def primary(self) -> str | None:
         """The database node that takes writes, as Patroni says (none during a failover)."""
         for node in (1, 2):

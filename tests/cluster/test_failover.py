@@ -1,5 +1,5 @@
 """Cluster mode rides through the death of a broker node, of the database primary, of an ingest
-worker and of an API node under a steady 2,000 readings a second: every reading stored once,
+worker and of each API node under a steady 2,000 readings a second: every reading stored once,
 every alert opened once, every screen (through the load balancer) resumed with nothing missed;
 and a backup taken afterwards restores with all of it.
 
@@ -40,7 +40,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.mark.timeout(900)
-def test_nothing_is_lost_or_doubled_when_a_broker_node_the_primary_and_an_api_node_die(cluster: Cluster) -> None:
+def test_nothing_is_lost_or_doubled_when_a_broker_node_the_primary_a_worker_and_api_nodes_die(cluster: Cluster) -> None:
     url = cluster.database_url
     scenario = Scenario.create(url, SENSORS, BREACHING)
     api_port = cluster.base + 80
@@ -66,7 +66,11 @@ def test_nothing_is_lost_or_doubled_when_a_broker_node_the_primary_and_an_api_no
     at(0.55)
     cluster.kill("services:ingest-1")  # mid-batch; supervisord starts it again
     at(0.7)
+    # Each API node in turn, so that every screen loses its node once, wherever HAProxy put it.
     cluster.kill("services:api1")
+    wait_until(lambda: cluster.api_answers(1), timeout=60, what="the first API node back")
+    at(0.85)
+    cluster.kill("services:api2")
     load.join(300)
     assert load.sent == MESSAGES
 
@@ -87,7 +91,7 @@ def test_nothing_is_lost_or_doubled_when_a_broker_node_the_primary_and_an_api_no
         screen.stop.set()
         screen.join(5)
         assert screen.resets == 0
-    assert sum(s.reconnects for s in screens) >= 1  # the API node's death dropped a screen
+        assert screen.reconnects >= 1  # its node died under it, and it resumed on the other
 
     # The backup of docs/cluster.md, restored on its own, holds all of it.
     server = restore(cluster, cluster.directory / "backup", cluster.base + 95)
