@@ -324,11 +324,16 @@ redirect_stderr=true
 
 [program:vision]
 command=ops/as-service.sh vision .venv/bin/python -m vision
+environment=IOC_VISION_ENGINE="${IOC_VISION_ENGINE:-onnx}",IOC_VISION_MODEL="$(vision_model)"
 autostart=false
 autorestart=true
 stdout_logfile=$dir/vision.log
 redirect_stderr=true
 CONF
+}
+
+vision_model() {  # as make run: the small offline detector on the shared footage unless told otherwise
+  echo "${IOC_VISION_MODEL:-${IOC_SHARED_DIR:-$(cd .. && pwd)/shared}/models/yolo-fastestv2-coco.onnx}"
 }
 
 wait_for() {  # wait_for SECONDS WHAT COMMAND...
@@ -368,7 +373,8 @@ cmd_up() {
     key=$(.venv/bin/python -m ioc_api.cli apikey create simulator --channel simulated --replace --per-minute 600)
     install -m 600 /dev/null "$IOC_SECRETS_DIR/simulator.env"
     echo "IOC_SIM_OPEN311_KEY=$key" > "$IOC_SECRETS_DIR/simulator.env"
-    ctl start extras:*
+    ctl start extras:city extras:cameras
+    if [ -f "$(vision_model)" ]; then ctl start extras:vision; else echo "cluster: no detector weights: vision stays stopped" >&2; fi
   fi
   wait_for 60 "the API" curl -sf "http://127.0.0.1:$api_front/health"
   echo "cluster: up; screen and API at http://127.0.0.1:$api_front/, MQTT at 127.0.0.1:$mqtt_front (state in $dir)"
