@@ -1,9 +1,12 @@
 """Broker address parsing and paho client construction shared by the services."""
 
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
+
+Client = TypeVar("Client", bound=paho.Client)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,8 +26,13 @@ def parse_url(url: str) -> BrokerAddress:
 
 
 def make_client(
-    url: str, client_id: str, *, manual_ack: bool = False, clean_session: bool = False
-) -> tuple[paho.Client, BrokerAddress]:
+    url: str,
+    client_id: str,
+    *,
+    manual_ack: bool = False,
+    clean_session: bool = False,
+    client_class: type[Client] = paho.Client,
+) -> tuple[Client, BrokerAddress]:
     """A paho client that keeps a persistent session, for consumers that must lose nothing.
 
     MQTT 3.1.1 with ``clean_session=False``: the broker keeps the subscriptions and queued QoS 1
@@ -32,7 +40,7 @@ def make_client(
     3.1.1 PUBLISH skips MQTT 5's property parsing, a quarter of paho's time per message.
     """
     address = parse_url(url)
-    client = paho.Client(
+    client = client_class(
         paho.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=paho.MQTTv311,
