@@ -16,6 +16,7 @@ message) arrives, so the load generator's own CPU does not share the two cores w
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -169,21 +170,36 @@ def start_workers(env: dict[str, str], workers: int) -> list[tuple[Service, int]
     return started
 
 
-def ingest_drain(env: dict[str, str], broker: Broker, url: str, workers: int, messages, rows: int, like: str) -> float:
-    """Queue the messages while the workers are away, then time them storing all of it."""
-    for service, _ in start_workers(env, workers):  # creates the persistent sessions
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()  # noqa: SIM115
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ingest_drain(
+    env: dict[str, str], broker: Broker, url: str, workers: int, messages, rows: int, like: str
+) -> tuple[float, float]:
+    """Queue the messages while the workers are away, then time them storing all of it: (rows
+    stored a second, the workers' CPU microseconds per message). The CPU is each worker's whole
+    life less what the same workers' start-up took with nothing to store (their first start,
+    which makes the sessions)."""
+    starting = start_workers(env, workers)  # creates the persistent sessions
+    start_up = sum(cpu_seconds(service.process.pid) for service, _ in starting)
+    for service, _ in starting:
         service.stop()
     client = publisher(broker.port)
     publish_all(client, messages, timeout=600)
     client.disconnect()
     running = start_workers(env, workers)
+    pids = [service.process.pid for service, _ in running]
     ports = [port for _, port in running]
     wait_until(lambda: rows_written(ports) >= rows, timeout=600, interval=0.5, what="all rows")
+    cpu_us = (sum(cpu_seconds(pid) for pid in pids) - start_up) * 1e6 / len(messages)
     for service, _ in running:
         service.stop()
     for w in range(1, workers + 1):  # no absent member keeps a share of the stream
         _session(broker.port, f"ioc-ingest-{w}", None)
-    return stored_rate(url, like, rows)
+    return stored_rate(url, like, rows), cpu_us
 
 
 def raw_copy(url: str, rows: list[tuple]) -> float:
@@ -248,12 +264,13 @@ def main() -> None:
 
         for workers in sorted({1, args.workers}):
             bare_rate = bare_drain(broker, workers, single_messages(args.messages, f"b{workers}"))
-            rate = ingest_drain(
+            rate, cpu_us = ingest_drain(
                 env, broker, url, workers, single_messages(args.messages, f"w{workers}"), args.messages, f"w{workers}-%"
             )
             print(
                 f"  {workers} process(es): bare subscribers {bare_rate:10,.0f} messages/s;"
-                f" ingest stored {rate:10,.0f} messages/s   ratio {rate / bare_rate:.2f}"
+                f" ingest stored {rate:10,.0f} messages/s   ratio {rate / bare_rate:.2f};"
+                f" ingest CPU {cpu_us:.1f} us/message"
             )
 
         gateway, rows = gateway_messages(args.gateway_messages, "gw")
@@ -261,10 +278,10 @@ def main() -> None:
         print(f"  raw binary COPY (baseline):              {copy_rate:10,.0f} readings/s")
         for workers in sorted({1, args.workers}):
             gateway, _ = gateway_messages(args.gateway_messages, f"g{workers}")
-            rate = ingest_drain(env, broker, url, workers, gateway, len(rows), f"g{workers}-%")
+            rate, cpu_us = ingest_drain(env, broker, url, workers, gateway, len(rows), f"g{workers}-%")
             print(
                 f"  ingest, {workers} worker(s), gateway batches: {rate:10,.0f} readings/s"
-                f"   ratio {rate / copy_rate:.2f}"
+                f"   ratio {rate / copy_rate:.2f}; ingest CPU {cpu_us / 100:.1f} us/reading"
             )
 
         p50, p99, n = latency(env, broker, url, args.rate, args.seconds)
