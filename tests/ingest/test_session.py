@@ -7,9 +7,9 @@ import time
 import paho.mqtt.client as paho
 
 from ingest import metrics
-from ingest.session import BrokerSession
+from ingest.session import BrokerSession, IngestClient
 from ioc_core.settings import Settings
-from tests.support import wait_until
+from tests.support import Broker, publisher, wait_until
 
 
 def session(inbox: int = 10, publish_queue: int = 10) -> BrokerSession:
@@ -66,3 +66,35 @@ def test_events_to_publish_are_held_up_to_a_bound_and_the_rest_counted_not_kept(
         s.publish("ioc/v1/live/hai-chau/alert.opened", b"{}" + bytes([i]), qos=1)
     assert len(s.client._out_messages) == 3
     assert metrics.UNPUBLISHED._value.get() == unpublished + 2
+
+
+def test_the_lean_receive_path_hands_over_what_was_published_and_acknowledges_it_in_one_write(
+    own_broker: Broker,
+) -> None:
+    """Against the real broker: topics (a dotted id, a non-ASCII level), an empty payload and one
+    that spans several reads, QoS 0 and 1, many packets per read; then the batch's PUBACKs in one
+    write, after which a new connection of the same session receives nothing again."""
+    settings = Settings(mqtt_url=own_broker.url_for("ingest"), ingest_inbox_messages=10_000)
+    s = BrokerSession(settings, "ioc-ingest-lean", threading.Event())
+    assert isinstance(s.client, IngestClient)
+    s.start()
+    assert s.connected.wait(10)
+    sent = [("ioc/v1/sensors/air.hai-chau.1/readings", b'{"v": 1}', 1), ("ioc/v1/sensors/x/readings", b"", 0)]
+    sent += [("ioc/v1/devices/cầu-rồng/status", b"online", 1), ("ioc/v1/gateways/gw/readings", bytes(200_000), 1)]
+    sent += [(f"ioc/v1/sensors/s-{i}/readings", f'{{"i": {i}}}'.encode(), 1) for i in range(2_000)]
+    client = publisher(own_broker.port)
+    for topic, payload, qos in sent:
+        client.publish(topic, payload, qos=qos)
+    received = [s.next(10) for _ in sent]
+    assert [(r.message.topic, r.message.payload, r.message.qos) for r in received] == sent
+    s.acknowledge(received)
+    time.sleep(0.5)  # the PUBACKs written
+    s.close()
+
+    again = BrokerSession(settings, "ioc-ingest-lean", threading.Event())
+    again.start()
+    assert again.connected.wait(10)
+    client.publish("ioc/v1/sensors/after/readings", b"1", qos=1)
+    assert again.next(10).message.topic == "ioc/v1/sensors/after/readings"  # nothing redelivered before it
+    again.close()
+    client.disconnect()
