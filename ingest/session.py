@@ -96,7 +96,7 @@ class IngestClient(paho.Client):
     def _handle_on_message(self, message) -> None:
         try:
             self.on_message(self, self._userdata, message)
-        except Exception:  # as paho does: logged, and the connection goes on
+        except Exception:  # logged, and the connection goes on (paho would end its loop)
             log.exception("on_message failed", extra={"topic": message.topic})
 
     def ack_many(self, mids: list[int]) -> None:
