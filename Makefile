@@ -1,7 +1,7 @@
 # The two commands: `make run` starts the whole system, `make test` passes the tests.
 # Both install whatever is missing first (ops/setup.sh), and skip what is already done.
 
-.PHONY: help run test test-cluster cluster bench-cluster setup lint format bench bench-rest bench-ngsild bench-vision bench-reports bench-incidents soak screenshots stop
+.PHONY: help run test test-cluster cluster bench-cluster bench-nodered setup lint format bench bench-rest bench-ngsild bench-vision bench-reports bench-incidents soak screenshots stop
 
 run: setup ## Install what is missing and start the whole system (Ctrl-C stops it)
 	@ops/run.sh
@@ -40,6 +40,9 @@ bench-reports: setup ## Citizens' reports: filing at 50/s with photos; the track
 
 bench-incidents: setup ## A storm of 1,000 alerts and 40 incidents: incidents and emails made, alert to inbox latency, escalation on time
 	@.venv/bin/python -m bench.incidents
+
+bench-nodered: setup ## Ingest against a Node-RED 4 flow (MQTT in, 1,000-row INSERTs) on the same messages: from a backlog and a live stream
+	@.venv/bin/python -m bench.nodered
 
 bench-cluster: setup ## Cluster mode against the single-node default: ingest throughput from a backlog, and time to recover from each fault
 	@.venv/bin/python -m bench.cluster
