@@ -159,7 +159,11 @@ def test_the_service_follows_the_registry_and_cameras_report_their_status(
         def healths() -> list[dict]:
             return [orjson.loads(p) for _, p in status.messages if p.startswith(b"{")]
 
-        wait_until(lambda: any(h["frames_analysed"] for h in healths()), what="its health on the status topic")
+        # A health report goes with the counts, every counts interval of analysed frames: keep analysing.
+        wait_until(
+            lambda: service.worker.step() >= 0 and any(h["frames_analysed"] for h in healths()),
+            what="its health on the status topic",
+        )
         health = healths()[-1]
         assert health["status"] == "online" and health["stream_fps"] > 0 and "frames_dropped" in health
 
