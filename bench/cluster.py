@@ -20,11 +20,11 @@ import uuid
 
 import paho.mqtt.client as paho
 
-from bench.ingest import rows_written, single_messages, start_workers, stored_rate
+from bench.ingest import ingest_drain, single_messages, stored_rate
 from bench.scratch import scratch_stack
 from ioc_core.settings import REPO_ROOT
 from tests.cluster.failover import Cluster, Scenario, SteadyLoad, StoreWatch
-from tests.support import publish_all, publisher, wait_until
+from tests.support import publish_all, wait_until
 from tests.test_faults_chain import Screen
 
 
@@ -48,22 +48,9 @@ def single_node(messages: int) -> tuple[float, float]:
     """(published/s, stored/s) with Mosquitto and one PostgreSQL, two workers: the messages queued
     in the workers' persistent sessions while they are away (as bench.ingest does)."""
     with scratch_stack("ioc_bench_cluster") as (url, broker):
-        env = {
-            "IOC_DATABASE_URL": url,
-            "IOC_MQTT_URL": broker.url_for("ingest"),
-            "IOC_LOG_LEVEL": "WARNING",
-            "IOC_INGEST_WORKERS": "2",
-        }
-        for service, _ in start_workers(env, 2):  # their sessions, which keep the backlog
-            service.stop()
-        client = publisher(broker.port)
-        publish_rate = timed_publish(client, single_messages(messages, "s2"))
-        client.disconnect()
-        running = start_workers(env, 2)
-        wait_until(lambda: rows_written([p for _, p in running]) >= messages, timeout=900, what="all rows")
-        for service, _ in running:
-            service.stop()
-        return publish_rate, stored_rate(url, "s2-%", messages)
+        env = {"IOC_DATABASE_URL": url, "IOC_MQTT_URL": broker.url_for("ingest"), "IOC_LOG_LEVEL": "WARNING"}
+        drain = ingest_drain(env, broker, url, 2, single_messages(messages, "s2"), messages, "s2-%")
+        return drain.published, drain.rate
 
 
 def cluster_backlog(cluster: Cluster, messages: int) -> tuple[float, float]:

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import httpx
 import orjson
@@ -176,21 +177,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ingest_drain(
-    env: dict[str, str], broker: Broker, url: str, workers: int, messages, rows: int, like: str
-) -> tuple[float, float]:
-    """Queue the messages while the workers are away, then time them storing all of it: (rows
-    stored a second, the workers' CPU microseconds per message). The CPU is each worker's whole
-    life less what the same workers' start-up took with nothing to store (their first start,
-    which makes the sessions)."""
+class Drain(NamedTuple):
+    rate: float  # rows stored a second, first commit to last
+    cpu_us: float  # the workers' CPU a message
+    published: float  # messages a second the broker took from one publisher into the sessions
+    ready_at: datetime  # every worker subscribed (they may have begun a moment before)
+
+
+def ingest_drain(env: dict[str, str], broker: Broker, url: str, workers: int, messages, rows: int, like: str) -> Drain:
+    """Queue the messages while the workers are away, then time them storing all of it. The CPU is
+    each worker's whole life less what the same workers' start-up took with nothing to store
+    (their first start, which makes the sessions)."""
     starting = start_workers(env, workers)  # creates the persistent sessions
     start_up = sum(cpu_seconds(service.process.pid) for service, _ in starting)
     for service, _ in starting:
         service.stop()
     client = publisher(broker.port)
+    started = time.perf_counter()
     publish_all(client, messages, timeout=600)
+    published = len(messages) / (time.perf_counter() - started)
     client.disconnect()
     running = start_workers(env, workers)
+    ready_at = datetime.now(UTC)
     pids = [service.process.pid for service, _ in running]
     ports = [port for _, port in running]
     wait_until(lambda: rows_written(ports) >= rows, timeout=600, interval=0.5, what="all rows")
@@ -199,7 +207,7 @@ def ingest_drain(
         service.stop()
     for w in range(1, workers + 1):  # no absent member keeps a share of the stream
         _session(broker.port, f"ioc-ingest-{w}", None)
-    return stored_rate(url, like, rows), cpu_us
+    return Drain(stored_rate(url, like, rows), cpu_us, published, ready_at)
 
 
 def raw_copy(url: str, rows: list[tuple]) -> float:
@@ -264,7 +272,7 @@ def main() -> None:
 
         for workers in sorted({1, args.workers}):
             bare_rate = bare_drain(broker, workers, single_messages(args.messages, f"b{workers}"))
-            rate, cpu_us = ingest_drain(
+            rate, cpu_us, _, _ = ingest_drain(
                 env, broker, url, workers, single_messages(args.messages, f"w{workers}"), args.messages, f"w{workers}-%"
             )
             print(
@@ -278,7 +286,7 @@ def main() -> None:
         print(f"  raw binary COPY (baseline):              {copy_rate:10,.0f} readings/s")
         for workers in sorted({1, args.workers}):
             gateway, _ = gateway_messages(args.gateway_messages, f"g{workers}")
-            rate, cpu_us = ingest_drain(env, broker, url, workers, gateway, len(rows), f"g{workers}-%")
+            rate, cpu_us, _, _ = ingest_drain(env, broker, url, workers, gateway, len(rows), f"g{workers}-%")
             print(
                 f"  ingest, {workers} worker(s), gateway batches: {rate:10,.0f} readings/s"
                 f"   ratio {rate / copy_rate:.2f}; ingest CPU {cpu_us / 100:.1f} us/reading"

@@ -10,8 +10,9 @@ database, through each in turn:
 - ingest with one worker, then two: acknowledging after the commit.
 
 1. From a backlog: the messages queued while the consumer is away (ingest stopped; Node-RED
-   paused, see ``nodered_backlog``), then the rate from the consumer ready to its last commit, and
-   its CPU per message (less its idle start-up, and Node-RED's warm-up).
+   paused, see ``nodered_backlog``), then the rate from the consumer ready to its last commit
+   (``rate_since``; ingest's workers may begin a moment before they report themselves subscribed)
+   and its CPU per message (less its idle start-up, and Node-RED's warm-up).
 2. From a live stream: the messages published at a steady rate while the consumer runs; its CPU
    per message, and whether it kept up (the last row's delay).
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from bench.ingest import _session, cpu_seconds, rows_written, start_workers
+from bench.ingest import _session, cpu_seconds, ingest_drain, rows_written, start_workers
 from bench.scratch import scratch_stack
 from ioc_core.settings import REPO_ROOT
 from tests.support import Broker, free_port, publish_all, publisher, service_password, wait_until
@@ -109,7 +110,9 @@ def stored(url: str, like: str) -> int:
 
 
 def rate_since(url: str, like: str, n: int, since: datetime) -> float:
-    """Messages a second from ``since`` (the consumer ready, the backlog waiting) to the last commit."""
+    """Messages a second from ``since`` (the consumer ready, the backlog waiting) to the last commit:
+    over the commits alone Node-RED would be flattered, as it receives for most of a second before
+    its first one."""
     with psycopg.connect(url) as conn:
         count, last = conn.execute(
             "SELECT count(*), max(pg_xact_commit_timestamp(xmin)) FROM readings WHERE sensor_id LIKE %s", (like,)
@@ -136,28 +139,6 @@ def nodered_backlog(red: NodeRed, broker: Broker, url: str, n: int, tag: str) ->
     cpu_us = (red.cpu() - start_up) * 1e6 / n
     red.stop()
     _session(broker.port, "nodered-bench", None)  # its session would keep the others' messages
-    return rate_since(url, f"{tag}-%", n, since), cpu_us
-
-
-def ingest_backlog(
-    env: dict[str, str], broker: Broker, url: str, workers: int, n: int, tag: str
-) -> tuple[float, float]:
-    """As bench.ingest's drain, timed like Node-RED's: from the workers subscribed to the last commit."""
-    starting = start_workers(env, workers)  # their persistent sessions
-    start_up = sum(cpu_seconds(service.process.pid) for service, _ in starting)
-    for service, _ in starting:
-        service.stop()
-    client = publisher(broker.port)
-    publish_all(client, messages(n, tag), timeout=600)
-    client.disconnect()
-    running = start_workers(env, workers)
-    since = datetime.now(UTC)
-    wait_until(lambda: rows_written([p for _, p in running]) >= n, timeout=600, interval=0.5, what="ingest's rows")
-    cpu_us = (sum(cpu_seconds(service.process.pid) for service, _ in running) - start_up) * 1e6 / n
-    for service, _ in running:
-        service.stop()
-    for w in range(1, workers + 1):
-        _session(broker.port, f"ioc-ingest-{w}", None)
     return rate_since(url, f"{tag}-%", n, since), cpu_us
 
 
@@ -225,7 +206,10 @@ def main() -> None:
         print(f"  backlog: Node-RED (1 process)   {peer_rate:9,.0f} messages/s   {peer_cpu:6.1f} us CPU a message")
         for workers in (1, 2):
             env["IOC_INGEST_WORKERS"] = str(workers)
-            rate, cpu_us = ingest_backlog(env, broker, url, workers, args.messages, f"i{workers}")
+            drain = ingest_drain(
+                env, broker, url, workers, messages(args.messages, f"i{workers}"), args.messages, f"i{workers}-%"
+            )
+            rate, cpu_us = rate_since(url, f"i{workers}-%", args.messages, drain.ready_at), drain.cpu_us
             print(
                 f"  backlog: ingest, {workers} worker(s)    {rate:9,.0f} messages/s   {cpu_us:6.1f} us CPU a message"
                 f"   {rate / peer_rate:.2f}x Node-RED"

@@ -101,7 +101,7 @@ def main() -> None:
                     conn.execute("UPDATE rules SET enabled = (%s AND name LIKE 'bench:%%')", (on,))
                 tag = tags[2 * r + on]
                 messages = swinging_messages(args.messages, tag, args.swinging)
-                rates.append(ingest_drain(env, broker, url, args.workers, messages, args.messages, f"{tag}-%")[0])
+                rates.append(ingest_drain(env, broker, url, args.workers, messages, args.messages, f"{tag}-%").rate)
             opened, resolved = alerts_of(url, tags[2 * r + 1])
             print(
                 f"  no rules: {without[-1]:8,.0f} messages/s   {count:,} rules: {with_rules[-1]:8,.0f} messages/s"

@@ -19,6 +19,7 @@ import psycopg
 
 from ioc_api.cli import create_token, create_user
 from ioc_core.settings import REPO_ROOT
+from tests.test_faults_chain import counts
 
 SCRIPT = REPO_ROOT / "ops" / "cluster" / "cluster.sh"
 
@@ -146,19 +147,7 @@ class Scenario:
         return cls(prefix, token, sensors, breaching)
 
     def counts(self, database_url: str) -> dict[str, int]:
-        try:
-            with psycopg.connect(database_url, connect_timeout=2) as conn:
-                rows, distinct = conn.execute(
-                    "SELECT count(*), count(DISTINCT (sensor_id, metric, time)) FROM readings WHERE sensor_id LIKE %s",
-                    (self.prefix + "-%",),
-                ).fetchone()
-                alerts, sources = conn.execute(
-                    "SELECT count(*), count(DISTINCT source_id) FROM alerts WHERE source_id LIKE %s",
-                    (self.prefix + "-%",),
-                ).fetchone()
-                return {"rows": rows, "distinct": distinct, "alerts": alerts, "alerting_sensors": sources}
-        except psycopg.OperationalError:
-            return {"rows": -1}
+        return counts(database_url, self.prefix)
 
     def opened_events(self, database_url: str) -> set[int]:
         with psycopg.connect(database_url) as conn:
