@@ -57,7 +57,7 @@ class Part:
 class Batch:
     """Parts written in one transaction, with their contents side by side for the write."""
 
-    __slots__ = ("dead_letters", "events", "new_sensors", "parts", "readings", "status_changes")
+    __slots__ = ("_newest", "dead_letters", "events", "new_sensors", "parts", "readings", "status_changes")
 
     def __init__(self, parts: list[Part]):
         self.parts = parts
@@ -72,6 +72,20 @@ class Batch:
             self.new_sensors.update(p.new_sensors)
             self.status_changes += p.status_changes
             self.events += p.events
+        self._newest: list[Reading] | None = None
+
+    def newest(self) -> list[Reading]:
+        """The newest reading of each sensor metric in the batch (the map's latest values and the
+        live digest need no other)."""
+        if self._newest is None:
+            held: dict[tuple[str, str], Reading] = {}
+            for r in self.readings:
+                key = (r.sensor_id, r.metric)
+                other = held.get(key)
+                if other is None or other.time <= r.time:
+                    held[key] = r
+            self._newest = list(held.values())
+        return self._newest
 
     def __len__(self) -> int:
         return len(self.readings) + len(self.dead_letters) + len(self.status_changes) + len(self.events)

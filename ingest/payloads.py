@@ -8,6 +8,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -63,6 +64,14 @@ def _storable(obj: Any) -> bool:
 
 def parse_time(raw: Any, received: datetime) -> datetime:
     """RFC 3339 text or epoch milliseconds; absent means the time of receipt."""
+    if type(raw) is str:  # the usual case first
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"timestamp {raw[:64]!r} is not RFC 3339") from None
+        if ts.tzinfo is None:
+            raise ValueError(f"timestamp {raw[:64]!r} has no UTC offset")
+        return ts
     if raw is None:
         return received
     if isinstance(raw, bool):
@@ -71,57 +80,84 @@ def parse_time(raw: Any, received: datetime) -> datetime:
         if not math.isfinite(raw):
             raise ValueError("timestamp is not finite")
         return _EPOCH + timedelta(milliseconds=raw)
-    if isinstance(raw, str):
-        try:
-            ts = datetime.fromisoformat(raw)
-        except ValueError:
-            raise ValueError(f"timestamp {raw[:64]!r} is not RFC 3339") from None
-        if ts.tzinfo is None:
-            raise ValueError(f"timestamp {raw[:64]!r} has no UTC offset")
-        return ts
     raise ValueError(f"timestamp must be RFC 3339 text or epoch milliseconds, not {type(raw).__name__}")
 
 
-def _readings_of(sensor_id: Any, obj: Any, received: datetime, limits: Limits, out: Parsed, where: str) -> None:
-    if not isinstance(obj, dict):
-        out.rejections.append(Rejection("wrong_type", f"{where}: expected an object, got {type(obj).__name__}"))
-        return
-    if not isinstance(sensor_id, str) or not DEVICE_ID.fullmatch(sensor_id):
-        out.rejections.append(Rejection("bad_sensor_id", f"{where}: sensor_id {sensor_id!r} is not valid"))
-        return
-    try:
-        ts = parse_time(obj.get("ts"), received)
-    except (ValueError, OverflowError) as exc:
-        out.rejections.append(Rejection("bad_timestamp", f"{where}: {exc}"))
-        return
-    if ts > received + limits.max_future:
-        out.rejections.append(
-            Rejection("future_timestamp", f"{where}: {ts.isoformat()} is more than {limits.max_future} ahead")
-        )
-        return
-    if ts < received - limits.max_age:
-        out.rejections.append(
-            Rejection("too_old", f"{where}: {ts.isoformat()} is older than the retention of {limits.max_age}")
-        )
-        return
-    values = obj.get("values")
-    if not isinstance(values, dict) or not values:
-        out.rejections.append(Rejection("missing_values", f"{where}: 'values' must be a non-empty object"))
-        return
-    ranges = limits.ranges.get(sensor_id, {})
-    for metric, value in values.items():
-        if not METRIC_NAME.fullmatch(metric):
-            out.rejections.append(Rejection("bad_metric_name", f"{where}: metric {metric[:64]!r} is not an identifier"))
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            out.rejections.append(Rejection("wrong_type", f"{where}: {metric} is {type(value).__name__}, not a number"))
-        elif not math.isfinite(value):
-            out.rejections.append(Rejection("not_finite", f"{where}: {metric} is {value}"))
-        else:
-            lo, hi = ranges.get(metric, (None, None))
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                out.rejections.append(Rejection("out_of_range", f"{where}: {metric}={value} outside [{lo}, {hi}]"))
+@lru_cache(maxsize=65536)
+def _valid_device_id(value: str) -> bool:
+    """Cached: a city's few thousand ids are checked once each, not once a reading."""
+    return DEVICE_ID.fullmatch(value) is not None
+
+
+@lru_cache(maxsize=4096)
+def _valid_metric(name: str) -> bool:
+    return METRIC_NAME.fullmatch(name) is not None
+
+
+class _Reader:
+    """One message's readings: its time window and ranges worked out once, not once a reading."""
+
+    __slots__ = ("latest", "limits", "oldest", "out", "received")
+
+    def __init__(self, received: datetime, limits: Limits, out: Parsed):
+        self.received, self.limits, self.out = received, limits, out
+        self.latest, self.oldest = received + limits.max_future, received - limits.max_age
+
+    def read(self, sensor_id: Any, obj: Any, at: int | None) -> None:
+        """``at``: the item's index in an array, None for a lone object."""
+        refuse = self.out.rejections.append
+        if type(obj) is not dict:
+            refuse(Rejection("wrong_type", f"{_where(at)}: expected an object, got {type(obj).__name__}"))
+            return
+        if type(sensor_id) is not str or not _valid_device_id(sensor_id):
+            refuse(Rejection("bad_sensor_id", f"{_where(at)}: sensor_id {sensor_id!r} is not valid"))
+            return
+        try:
+            ts = parse_time(obj.get("ts"), self.received)
+        except (ValueError, OverflowError) as exc:
+            refuse(Rejection("bad_timestamp", f"{_where(at)}: {exc}"))
+            return
+        if ts > self.latest:
+            refuse(
+                Rejection(
+                    "future_timestamp", f"{_where(at)}: {ts.isoformat()} is more than {self.limits.max_future} ahead"
+                )
+            )
+            return
+        if ts < self.oldest:
+            refuse(
+                Rejection(
+                    "too_old", f"{_where(at)}: {ts.isoformat()} is older than the retention of {self.limits.max_age}"
+                )
+            )
+            return
+        values = obj.get("values")
+        if type(values) is not dict or not values:
+            refuse(Rejection("missing_values", f"{_where(at)}: 'values' must be a non-empty object"))
+            return
+        ranges = self.limits.ranges.get(sensor_id)
+        readings = self.out.readings
+        for metric, value in values.items():
+            if not _valid_metric(metric):
+                refuse(Rejection("bad_metric_name", f"{_where(at)}: metric {metric[:64]!r} is not an identifier"))
+            elif type(value) is not float and type(value) is not int:  # bool is not a number here
+                refuse(Rejection("wrong_type", f"{_where(at)}: {metric} is {type(value).__name__}, not a number"))
+            elif not math.isfinite(value):
+                refuse(Rejection("not_finite", f"{_where(at)}: {metric} is {value}"))
             else:
-                out.readings.append(Reading(ts, sensor_id, metric, float(value)))
+                lo, hi = ranges.get(metric, _UNBOUNDED) if ranges else _UNBOUNDED
+                if (lo is not None and value < lo) or (hi is not None and value > hi):
+                    refuse(Rejection("out_of_range", f"{_where(at)}: {metric}={value} outside [{lo}, {hi}]"))
+                else:
+                    readings.append(Reading(ts, sensor_id, metric, float(value)))
+
+
+_UNBOUNDED = (None, None)
+
+
+def _where(at: int | None) -> str:
+    """Where in the message a refused part is, written only when one is refused."""
+    return "message" if at is None else f"[{at}]"
 
 
 def _loads(payload: bytes, out: Parsed) -> Any:
@@ -139,9 +175,12 @@ def parse_sensor_message(sensor_id: str, payload: bytes, received: datetime, lim
     doc = _loads(payload, out)
     if out.rejections:
         return out
-    items = doc if isinstance(doc, list) else [doc]
-    for i, item in enumerate(items):
-        _readings_of(sensor_id, item, received, limits, out, f"[{i}]" if isinstance(doc, list) else "message")
+    reader = _Reader(received, limits, out)
+    if isinstance(doc, list):
+        for i, item in enumerate(doc):
+            reader.read(sensor_id, item, i)
+    else:
+        reader.read(sensor_id, doc, None)
     return out
 
 
@@ -151,10 +190,9 @@ def parse_gateway_message(payload: bytes, received: datetime, limits: Limits) ->
     doc = _loads(payload, out)
     if out.rejections:
         return out
-    items = doc if isinstance(doc, list) else [doc]
-    for i, item in enumerate(items):
-        sensor_id = item.get("sensor_id") if isinstance(item, dict) else None
-        _readings_of(sensor_id, item, received, limits, out, f"[{i}]")
+    reader = _Reader(received, limits, out)
+    for i, item in enumerate(doc if isinstance(doc, list) else [doc]):
+        reader.read(item.get("sensor_id") if type(item) is dict else None, item, i)
     return out
 
 

@@ -39,7 +39,7 @@ class Outcome:
 
     inserted: int = 0
     events: list[Event] = field(default_factory=list)  # stored, to publish
-    readings: list[Reading] = field(default_factory=list)  # stored (for the live digest)
+    readings: list[Reading] = field(default_factory=list)  # the newest stored of each series (for the live digest)
     poisoned: int = 0  # messages that became dead letters because the database refused them
 
     def add(self, other: "Outcome") -> None:
@@ -70,7 +70,7 @@ class WritePipeline:
         except Exception as exc:  # refused by the database, or a rule that fails: narrow it down
             metrics.NARROWED.inc()
             return self._narrow(batch, exc)
-        return Outcome(written.inserted, written.events, batch.readings)
+        return Outcome(written.inserted, written.events, batch.newest())
 
     def _write_while_away(self, batch: Batch) -> Written:
         """Write until it succeeds, through any outage; other failures are raised at once."""
