@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -179,35 +180,36 @@ def cpu_seconds(pid: int) -> float:
 
 class Drain(NamedTuple):
     rate: float  # rows stored a second, first commit to last
-    cpu_us: float  # the workers' CPU a message
+    cpu_us: float  # the workers' CPU a message, from their resumption to the last row
     published: float  # messages a second the broker took from one publisher into the sessions
-    ready_at: datetime  # every worker subscribed (they may have begun a moment before)
+    resumed_at: datetime  # the backlog queued, the workers let go
 
 
 def ingest_drain(env: dict[str, str], broker: Broker, url: str, workers: int, messages, rows: int, like: str) -> Drain:
-    """Queue the messages while the workers are away, then time them storing all of it. The CPU is
-    each worker's whole life less what the same workers' start-up took with nothing to store
-    (their first start, which makes the sessions)."""
-    starting = start_workers(env, workers)  # creates the persistent sessions
-    start_up = sum(cpu_seconds(service.process.pid) for service, _ in starting)
-    for service, _ in starting:
-        service.stop()
+    """Start the workers, pause them (SIGSTOP: subscribed, their sessions held) while the messages
+    are queued, then let them go and time them storing all of it: the same start for every consumer
+    (``bench.nodered`` pauses Node-RED so), and no start-up in the CPU."""
+    running = start_workers(env, workers)
+    pids = [service.process.pid for service, _ in running]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     client = publisher(broker.port)
     started = time.perf_counter()
     publish_all(client, messages, timeout=600)
     published = len(messages) / (time.perf_counter() - started)
     client.disconnect()
-    running = start_workers(env, workers)
-    ready_at = datetime.now(UTC)
-    pids = [service.process.pid for service, _ in running]
+    idle = sum(cpu_seconds(pid) for pid in pids)
+    resumed_at = datetime.now(UTC)
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
     ports = [port for _, port in running]
     wait_until(lambda: rows_written(ports) >= rows, timeout=600, interval=0.5, what="all rows")
-    cpu_us = (sum(cpu_seconds(pid) for pid in pids) - start_up) * 1e6 / len(messages)
+    cpu_us = (sum(cpu_seconds(pid) for pid in pids) - idle) * 1e6 / len(messages)
     for service, _ in running:
         service.stop()
     for w in range(1, workers + 1):  # no absent member keeps a share of the stream
         _session(broker.port, f"ioc-ingest-{w}", None)
-    return Drain(stored_rate(url, like, rows), cpu_us, published, ready_at)
+    return Drain(stored_rate(url, like, rows), cpu_us, published, resumed_at)
 
 
 def raw_copy(url: str, rows: list[tuple]) -> float:

@@ -9,10 +9,9 @@ database, through each in turn:
   receipt: killed, it loses what it held;
 - ingest with one worker, then two: acknowledging after the commit.
 
-1. From a backlog: the messages queued while the consumer is away (ingest stopped; Node-RED
-   paused, see ``nodered_backlog``), then the rate from the consumer ready to its last commit
-   (``rate_since``; ingest's workers may begin a moment before they report themselves subscribed)
-   and its CPU per message (less its idle start-up, and Node-RED's warm-up).
+1. From a backlog: the messages queued while the consumer, running and subscribed, is paused
+   (SIGSTOP; see ``nodered_backlog`` and ``bench.ingest.ingest_drain``), then the rate from its
+   resumption to its last commit (``rate_since``) and its CPU per message over the same time.
 2. From a live stream: the messages published at a steady rate while the consumer runs; its CPU
    per message, and whether it kept up (the last row's delay).
 
@@ -209,7 +208,7 @@ def main() -> None:
             drain = ingest_drain(
                 env, broker, url, workers, messages(args.messages, f"i{workers}"), args.messages, f"i{workers}-%"
             )
-            rate, cpu_us = rate_since(url, f"i{workers}-%", args.messages, drain.ready_at), drain.cpu_us
+            rate, cpu_us = rate_since(url, f"i{workers}-%", args.messages, drain.resumed_at), drain.cpu_us
             print(
                 f"  backlog: ingest, {workers} worker(s)    {rate:9,.0f} messages/s   {cpu_us:6.1f} us CPU a message"
                 f"   {rate / peer_rate:.2f}x Node-RED"
