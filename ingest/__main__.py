@@ -1,6 +1,7 @@
 """``python -m ingest``: run one ingest worker until SIGTERM or SIGINT."""
 
 import argparse
+import gc
 import signal
 
 from ingest.service import IngestService
@@ -33,7 +34,17 @@ def main() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: service.stop())
     log.info("metrics and readiness served", extra={"url": f"http://127.0.0.1:{metrics_port}/metrics"})
+    collect_less_often()
     service.run(retire=args.retire)
+
+
+def collect_less_often() -> None:
+    """A message leaves a handful of objects and hardly ever a cycle, but a batch keeps tens of
+    thousands alive: at CPython's default (a collection every 700 allocations, the oldest
+    generation whenever a quarter more has survived) the collector took half of parsing. What
+    start-up built is set aside for good; the young are looked at every 50,000 allocations."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 if __name__ == "__main__":
