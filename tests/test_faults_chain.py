@@ -176,6 +176,9 @@ def test_the_chain_loses_and_doubles_nothing_through_kill_and_restarts(
     prefix, broker = chain["prefix"], chain["broker"]
     screen = Screen(chain["api_port"], chain["token"])
     screen.start()
+    # A screen sees what is committed after its first position (what came before, it reads over
+    # REST): on a busy machine its first subscription may come late, so the load waits for it.
+    wait_until(lambda: screen.position is not None, timeout=60, what="the screen subscribed")
     load = SteadyLoad(broker.port, prefix)
     load.start()
 

@@ -47,6 +47,8 @@ def test_nothing_is_lost_or_doubled_when_a_broker_node_the_primary_a_worker_and_
     screens = [Screen(api_port, scenario.token) for _ in range(2)]
     for screen in screens:
         screen.start()
+    for screen in screens:  # a screen sees what is committed after its first position
+        wait_until(lambda s=screen: s.position is not None, timeout=60, what="the screens subscribed")
     load = SteadyLoad(cluster.base, cluster.service_password("simulator"), scenario, MESSAGES, RATE)
     load.start()
 
