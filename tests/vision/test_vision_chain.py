@@ -16,7 +16,7 @@ from ioc_core.settings import Settings
 from simulators.mjpeg import MjpegServer
 from tests.support import Broker, Collector, Service, as_, free_port, wait_until
 from vision.analytics import Analyser
-from vision.detectors import OnnxDetector
+from vision.detectors.onnx_engine import OnnxDetector
 from vision.link import CameraLink
 from vision.service import VisionService, registered_cameras
 from vision.sources import FastFileSource
