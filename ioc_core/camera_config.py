@@ -31,6 +31,23 @@ class Line(_Strict):
 
     name: Name
     points: tuple[Point, Point]
+    allowed: Literal["in", "out"] | None = Field(
+        None, description="Wrong-way driving: a vehicle crossing the other way raises a wrong_way event."
+    )
+
+
+class SpeedZone(_Strict):
+    """A stretch of road calibrated for speeds: four points on the road and the real distances
+    between them. The points go around the stretch: the far edge from left to right, then the near
+    edge from right to left (``points[0]``-``points[1]`` and ``points[3]``-``points[2]`` are
+    ``width_m`` apart, ``points[1]``-``points[2]`` and ``points[0]``-``points[3]`` ``length_m``).
+    Lane markings are the usual yardstick: a lane's width, a dash and its gap."""
+
+    name: Name
+    points: tuple[Point, Point, Point, Point]
+    length_m: float = Field(gt=0, le=1000, description="Along the road: from the far edge to the near edge.")
+    width_m: float = Field(gt=0, le=200, description="Across the road.")
+    limit_kmh: float | None = Field(None, gt=0, le=300, description="Speeding: a vehicle faster than this.")
 
 
 class Zone(_Strict):
@@ -53,10 +70,11 @@ class CameraAnalytics(_Strict):
     analysis_fps: float = Field(5.0, gt=0, le=30, description="Frames analysed per second, whatever the stream's rate.")
     lines: list[Line] = Field(default_factory=list, max_length=16)
     zones: list[Zone] = Field(default_factory=list, max_length=16)
+    speed_zones: list[SpeedZone] = Field(default_factory=list, max_length=8)
 
-    @field_validator("lines", "zones")
+    @field_validator("lines", "zones", "speed_zones")
     @classmethod
-    def _unique_names(cls, items: list[Line] | list[Zone]) -> list[Line] | list[Zone]:
+    def _unique_names(cls, items: list) -> list:
         names = [i.name for i in items]
         if len(names) != len(set(names)):
             raise ValueError(f"names must be unique, got {names}")

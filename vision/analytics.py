@@ -18,6 +18,7 @@ from trackers import ByteTrackTracker
 
 from ioc_core.camera_config import VEHICLES, CameraAnalytics, Zone
 from vision.conditions import Condition, Transition
+from vision.speed import SpeedMeter
 
 _ANCHOR = (sv.Position.BOTTOM_CENTER,)
 
@@ -96,11 +97,15 @@ class Analyser:
             )
             for zone in config.zones
         }
+        self.speed_meters = [SpeedMeter(zone, width, height) for zone in config.speed_zones]
         self._entered: dict[tuple[str, int], float] = {}  # (zone, track) -> when it came in
         timing = {"start_after_s": start_after_s, "clear_after_s": clear_after_s, "update_every_s": update_every_s}
         self.conditions = {
             event: Condition(event, **timing) for event in ("stopped_vehicle", "crowding", "congestion", "intrusion")
         }
+        # A wrong-way crossing or a vehicle over the limit is a fact at once, not a state to confirm.
+        instant = {**timing, "start_after_s": 0.0}
+        self.conditions |= {event: Condition(event, **instant) for event in ("wrong_way", "speeding")}
         self._crossings: Counter[str] = Counter()  # metric name -> crossings since the last report
 
     def update(self, t: float, detections: sv.Detections) -> Observation:
@@ -111,13 +116,22 @@ class Analyser:
         if tracked.tracker_id is not None:
             tracked = tracked[tracked.tracker_id >= 0]  # confirmed tracks only
         names = tracked.data.get("class_name", np.array([], dtype=object))
-        for line_name, line in self.lines.items():
-            crossed_in, crossed_out = line.trigger(tracked)
+        findings: dict[str, dict[str, list]] = {}
+        for line in self.config.lines:
+            crossed_in, crossed_out = self.lines[line.name].trigger(tracked)
             for direction, crossed in (("in", crossed_in), ("out", crossed_out)):
                 for cls in names[crossed]:
-                    self._crossings[f"{line_name}_{cls}_{direction}"] += 1
+                    self._crossings[f"{line.name}_{cls}_{direction}"] += 1
+                if line.allowed is not None and direction != line.allowed:
+                    self._wrong_way(line.name, tracked[crossed], findings)
+        for meter in self.speed_meters:
+            if over := meter.update(t, tracked):
+                tracks = [{**o, "track": f"{self.camera_id}:{o['track']}"} for o in over]
+                limit = meter.zone.limit_kmh
+                findings.setdefault("speeding", {"zones": []})["zones"].append(
+                    {"zone": meter.zone.name, "limit_kmh": limit, "tracks": tracks}
+                )
         occupancy: dict[str, Counter[str]] = {}
-        findings: dict[str, dict[str, object]] = {}
         for zone_name, (zone, polygon) in self.zones.items():
             inside = polygon.trigger(tracked) if len(tracked) else np.zeros(0, dtype=bool)
             occupancy[zone_name] = Counter(names[inside].tolist())
@@ -127,8 +141,18 @@ class Analyser:
         ]
         return Observation(t, tracked, occupancy, transitions)
 
+    def _wrong_way(self, line: str, crossed: sv.Detections, findings: dict[str, dict[str, list]]) -> None:
+        names = crossed.data.get("class_name", np.array([], dtype=object))
+        tracks = [
+            {"track": f"{self.camera_id}:{track}", "class": cls}
+            for track, cls in zip(crossed.tracker_id.tolist(), names, strict=True)
+            if cls in VEHICLES
+        ]
+        if tracks:
+            findings.setdefault("wrong_way", {"lines": []})["lines"].append({"line": line, "tracks": tracks})
+
     def _judge_zone(
-        self, t: float, zone: Zone, inside: sv.Detections, occupancy: Counter[str], findings: dict[str, dict]
+        self, t: float, zone: Zone, inside: sv.Detections, occupancy: Counter[str], findings: dict[str, dict[str, list]]
     ) -> None:
         vehicles = sum(n for cls, n in occupancy.items() if cls in VEHICLES)
         people = occupancy.get("person", 0)
@@ -169,5 +193,7 @@ class Analyser:
             counts = occupancy.get(zone_name, Counter())
             for cls in self.config.classes:
                 values[f"{zone_name}_{cls}"] = float(counts.get(cls, 0))
+        for meter in self.speed_meters:
+            values |= meter.report()
         self._crossings.clear()
         return values

@@ -32,12 +32,21 @@ from vision.motion import MotionGate
 from vision.snapshots import SnapshotStore, annotate
 from vision.sources import Frame, Source
 
-SEVERITY = {"stopped_vehicle": "major", "intrusion": "major", "crowding": "minor", "congestion": "minor"}
+SEVERITY = {
+    "stopped_vehicle": "major",
+    "intrusion": "major",
+    "wrong_way": "major",
+    "crowding": "minor",
+    "congestion": "minor",
+    "speeding": "minor",
+}
 TITLE = {
     "stopped_vehicle": "Stopped vehicle in a no-stopping zone",
     "intrusion": "Intrusion into a restricted zone",
+    "wrong_way": "Vehicle driving the wrong way",
     "crowding": "Crowd",
     "congestion": "Congestion",
+    "speeding": "Vehicle over the speed limit",
 }
 
 

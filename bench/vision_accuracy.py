@@ -1,0 +1,148 @@
+"""``python -m bench.vision_accuracy``: each detector's counts against the labelled footage, and its
+time a frame, side by side.
+
+For every detector in ``../shared/models`` (the two int8 Ultralytics exports as they are and
+dequantised to float by ``python -m vision.dequantise``, YOLOX-Nano, YOLO-FastestV2), through the
+worker as it runs in production (5 analysed frames a second, motion gate, ByteTrack, lines on the
+box's bottom centre):
+- ``highway_720p.mp4``: vehicles crossing the near line, in and out (labels: 24 in, 0 out);
+- ``bridge_traffic_720p.mp4``: two lines, in and out, by class (labels: upper 1 in and 5 out,
+  lower 1 in (the bus) and 4 out);
+- ``crosswalk_720p.mp4``: people whose feet are in the near quarter at frames 200 to 500, against
+  the clear and edge counts labelled by eye;
+- the time of one detection on a 720p frame, one thread (median of 20).
+
+Labels and how they were made: ``tests/data/vision_labels.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import onnx
+
+from bench.vision import CLASSES, SHARED, TRUTH, NullLink
+from ioc_core.camera_config import CameraAnalytics
+from ioc_core.settings import Settings
+from vision.dequantise import dequantise
+from vision.detectors import Detector, load_detector
+from vision.sources import FastFileSource
+from vision.worker import CameraRun, CameraSpec, Worker
+
+MEDIA = SHARED / "media"
+MODELS = SHARED / "models"
+
+
+@dataclass
+class Candidate:
+    label: str
+    model: Path
+    imgsz: int
+    licence: str
+
+
+def candidates(workdir: Path) -> list[Candidate]:
+    """The shared detectors, the int8 exports also dequantised to float (once, here)."""
+    found = [
+        Candidate("YOLO-FastestV2 352", MODELS / "yolo-fastestv2-coco.onnx", 352, "see ../shared/README.md"),
+        Candidate("YOLOX-Nano 416", MODELS / "yolox_nano_416.onnx", 416, "Apache-2.0"),
+    ]
+    for name, label, size in (("yolo11n_int8_320", "YOLO11n 320", 320), ("yolov8n_int8_640", "YOLOv8n 640", 640)):
+        source = MODELS / f"{name}.onnx"
+        target = workdir / f"{name.replace('int8', 'float')}.onnx"
+        onnx.save(dequantise(onnx.load(source))[0], target)
+        found += [
+            Candidate(f"{label} int8", source, size, "AGPL-3.0"),
+            Candidate(f"{label} int8, dequantised", target, size, "AGPL-3.0"),
+        ]
+    return found
+
+
+def frame_ms(detector: Detector) -> float:
+    capture = cv2.VideoCapture(str(MEDIA / "highway_720p.mp4"))
+    frames = [capture.read()[1] for _ in range(21)]
+    detector.detect(frames[:1])
+    times = []
+    for frame in frames[1:]:
+        started = time.perf_counter()
+        detector.detect([frame])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def line_counts(detector: Detector, settings: Settings, video: str, lines: list[dict]) -> Counter[str]:
+    """The worker on the file at 5 analysed frames a second: crossings by line, class and direction."""
+    path = str(MEDIA / video)
+    worker, link = Worker(settings, detector), NullLink()
+    analytics = CameraAnalytics(analysis_fps=5, lines=lines)
+    worker.add(CameraRun(CameraSpec("accuracy", path, analytics), FastFileSource(path, 5), link, settings))
+    while worker.cameras:
+        worker.step()
+    return Counter({k: int(v) for k, v in link.crossings.items() if v})
+
+
+def crossed(counts: Counter[str], line: str, direction: str) -> int:
+    return sum(v for k, v in counts.items() if k.startswith(f"{line}_") and k.endswith(f"_{direction}"))
+
+
+def people_in_crossing(detector: Detector) -> dict[int, int]:
+    """People whose box's bottom is in the near quarter of the frame, at the labelled frames."""
+    wanted = {int(f) for f in TRUTH["crosswalk_720p.mp4"]["frames"]}
+    capture, found, n = cv2.VideoCapture(str(MEDIA / "crosswalk_720p.mp4")), {}, 0
+    while n <= max(wanted):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        if n in wanted:
+            (d,) = detector.detect([frame])
+            people = d[d.data["class_name"] == "person"]
+            found[n] = int((people.xyxy[:, 3] >= 0.75 * frame.shape[0]).sum())
+        n += 1
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="detectors whose label contains this")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-vision-accuracy-"))
+    settings = Settings(snapshot_dir=workdir / "snapshots", vision_counts_interval_s=3600)
+    highway, bridge = TRUTH["highway_720p.mp4"], TRUTH["bridge_traffic_720p.mp4"]
+    crossing = TRUTH["crosswalk_720p.mp4"]["frames"]
+    print(
+        f"labels: highway {highway['in']} in, {highway['out']} out; bridge upper {bridge['upper']['in']} in,"
+        f" {bridge['upper']['out']} out, lower {bridge['lower']['in']} in (bus), {bridge['lower']['out']} out;"
+        f" crossing (clear/edge) " + ", ".join(f"{f}: {v['clear']}/{v['edge']}" for f, v in crossing.items())
+    )
+    for c in candidates(workdir):
+        if args.only and args.only not in c.label:
+            continue
+        detector = load_detector("onnx", c.model, CLASSES, confidence=0.25, iou=0.45, imgsz=c.imgsz, threads=1)
+        ms = frame_ms(detector)
+        hw = line_counts(detector, settings, "highway_720p.mp4", [highway["line"]])
+        br = line_counts(detector, settings, "bridge_traffic_720p.mp4", bridge["lines"])
+        people = people_in_crossing(detector)
+        bus = sum(v for k, v in br.items() if "_bus_" in k)
+        hw_in, hw_out = crossed(hw, "near", "in"), crossed(hw, "near", "out")
+        br_total = sum(crossed(br, line, d) for line in ("upper", "lower") for d in ("in", "out"))
+        print(f"{c.label} ({c.licence}): {ms:.1f} ms a frame")
+        print(f"  highway: {hw_in} in, {hw_out} out ({100 * (hw_in + hw_out - highway['in']) / highway['in']:+.0f}%)")
+        print(
+            f"  bridge: upper {crossed(br, 'upper', 'in')} in, {crossed(br, 'upper', 'out')} out;"
+            f" lower {crossed(br, 'lower', 'in')} in, {crossed(br, 'lower', 'out')} out; {bus} bus;"
+            f" {br_total} crossings against 11 ({100 * (br_total - 11) / 11:+.0f}%)"
+        )
+        print("  crossing people: " + ", ".join(f"{f}: {n}" for f, n in people.items()))
+        print(f"  by class: highway {dict(hw)}; bridge {dict(br)}")
+        del detector
+
+
+if __name__ == "__main__":
+    main()
