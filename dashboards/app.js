@@ -207,14 +207,28 @@ function recolourSensors() {
 // --- a sensor's history
 
 let plot = null;
+
+// A stretch without data (a camera offline, a sensor silent) is a gap in the line, not a line drawn
+// across it: a point without a value wherever buckets are missing for longer than the sensor's
+// own rhythm (a bucket, or twice its reporting interval).
+function withGaps(buckets, bucketS, intervalS) {
+  const xs = [], ys = [], longest = Math.max(bucketS, 2 * (intervalS || 0));
+  let last = null;
+  for (const b of buckets) {
+    const x = new Date(b.time).getTime() / 1000;
+    if (last !== null && x - last > longest) { xs.push(last + bucketS); ys.push(null); }
+    xs.push(x); ys.push(b.avg); last = x;
+  }
+  return [xs, ys];
+}
+
 async function showHistory(s) {
   const metric = Object.keys(s.values)[0];
   if (!metric) return;
   const end = new Date(), start = new Date(end - 24 * 3600 * 1000);
   const series = await api(`/sensors/${encodeURIComponent(s.id)}/readings?metric=${metric}` +
     `&start=${start.toISOString()}&end=${end.toISOString()}&bucket=10m`);
-  const xs = series.buckets.map((b) => new Date(b.time).getTime() / 1000);
-  const ys = series.buckets.map((b) => b.avg);
+  const [xs, ys] = withGaps(series.buckets, series.bucket_seconds, s.interval_s);
   $("chart-title").textContent = `${s.name || s.id} · ${metric} · ${t("history")}`;
   $("chart").hidden = false;
   plot?.destroy();
@@ -847,6 +861,7 @@ $("login").querySelector("form").addEventListener("submit", async (e) => {
 
 window.ioc = {
   // What the browser tests read: counts of what the screen holds and shows.
+  chart: () => (plot ? { xs: [...plot.data[0]], ys: [...plot.data[1]] } : null),
   stats: () => ({
     units: unitLayer?.getLayers().length ?? 0,
     sensors: state.sensors.size,

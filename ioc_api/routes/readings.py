@@ -143,7 +143,8 @@ FROM (
          CASE WHEN s.lat IS NULL OR s.lon IS NULL THEN NULL
               ELSE json_build_object('type', 'Point', 'coordinates', json_build_array(s.lon, s.lat)) END AS geometry,
          json_build_object('kind', s.kind, 'name', s.name, 'unit_id', s.unit_id, 'status', s.status,
-                           'registered', s.registered, 'values', coalesce(v.values, '{}'::json)) AS properties
+                           'registered', s.registered, 'interval_s', s.interval_s,
+                           'values', coalesce(v.values, '{}'::json)) AS properties
   FROM sensors s
   LEFT JOIN LATERAL (
     SELECT json_object_agg(l.metric, json_build_object('value', l.value, 'time', l.time)) AS values

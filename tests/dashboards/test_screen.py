@@ -4,6 +4,7 @@ browsers, what a ward may not see, the languages. Screenshots go to tests.suppor
 (``make screenshots``: docs/screenshots/)."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -148,3 +149,34 @@ def test_a_ward_room_sees_its_own_units_only_and_is_cued_on_a_new_alert(
     ward.screenshot(path=str(ARTIFACTS / "ward.png"))
     for page in (ward, city):
         page.context.close()
+
+
+def test_a_history_with_a_silent_stretch_shows_a_gap_not_a_line_across_it(
+    browser: Browser, api: Service, database_url: str, screen_data: None
+) -> None:
+    """Two hours of a sensor's minutes, an hour and a half of nothing (a camera offline, a sensor
+    silent), then an hour: the chart breaks at the silence."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    minutes = [now - timedelta(hours=5) + timedelta(minutes=m) for m in range(120)]
+    minutes += [now - timedelta(hours=1, minutes=30) + timedelta(minutes=m) for m in range(60)]
+    with psycopg.connect(database_url, autocommit=True) as db, db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO sensors (id, kind, unit_id, lat, lon, interval_s) VALUES ('scr-gap', 'scr_gap', 'hai-chau',"
+            " 16.058, 108.21, 60)"
+        )
+        cur.execute("INSERT INTO latest VALUES ('scr-gap', 'level', %s, 1)", (minutes[-1],))
+        cur.executemany(
+            "INSERT INTO readings_1m (bucket, sensor_id, metric, avg, min, max, count, last, last_time)"
+            " VALUES (%s, 'scr-gap', 'level', 1, 1, 1, 1, 1, %s)",
+            [(m, m) for m in minutes],
+        )
+    page = open_screen(browser, api, "city")
+    page.wait_for_function("() => window.ioc.valuesOf('scr-gap').includes('level')")
+    page.evaluate("() => { window.ioc.open('scr-gap'); }")
+    expect(page.locator("#chart-plot canvas").first).to_be_visible()
+    chart = page.wait_for_function("() => window.ioc.chart()").json_value()
+    gaps = [i for i, y in enumerate(chart["ys"]) if y is None]
+    assert len(gaps) == 1  # one silence, one break; none in the stretches with data
+    before, after = chart["xs"][gaps[0] - 1], chart["xs"][gaps[0] + 1]
+    assert after - before >= 3600
+    page.context.close()
