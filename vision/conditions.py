@@ -51,10 +51,11 @@ class Condition:
             return Transition(self.event, "ongoing", round(t - self._active_since, 1), self._data)
         return None
 
-    def end(self) -> Transition | None:
-        """The camera stops being watched: a condition still open ends here, not never."""
+    def end(self, reason: str = "camera stopped") -> Transition | None:
+        """The camera stops being watched (stopped, or its stream lost): a condition still open ends
+        here, not never."""
         if self._active_since is None:
             return None
         duration = round(self._last_seen - self._active_since, 1)
         self._active_since = self._first_seen = None
-        return Transition(self.event, "ended", duration, {**self._data, "reason": "camera stopped"})
+        return Transition(self.event, "ended", duration, {**self._data, "reason": reason})

@@ -90,11 +90,16 @@ class CameraRun:
         self.rounds = Loop(f"camera:{spec.id}", 1.0)
 
     def watch_stream(self) -> None:
-        """The camera is offline while its stream is down, and says so as soon as that changes."""
+        """The camera is offline while its stream is down, and says so as soon as that changes. Its
+        counts stop with the stream: what was counted is reported up to the last frame, conditions
+        still open end, and counting starts afresh (a new tracker, a new interval) when it comes
+        back, so the outage is a gap in its readings, not an interval stretched across it."""
         connected = self.source.stats.connected
         if connected != self._connected:
             self._connected = connected
             metrics.CONNECTED.labels(self.spec.id).set(1 if connected else 0)
+            if not connected:
+                self._close_analysis("stream lost")
             self.link.status(connected, self.health(0.0))
 
     def wants_detection(self, frame: Frame) -> bool:
@@ -121,9 +126,14 @@ class CameraRun:
         return observation
 
     def report(self, frame: Frame, observation: Observation) -> None:
-        """Counts since the last report, the latest snapshot, and the camera's health."""
+        """Counts since the last report, the frames the analysis rate wanted and did not get (a
+        stalled stream, a worker behind), the latest snapshot, and the camera's health."""
+        wanted = round((frame.t - self._report_t) * self.spec.analytics.analysis_fps)
+        analysed = self._analysed_since_report
         self._report_t, self._unreported = frame.t, 0
-        self.link.counts(frame.wall, self.analyser.report(observation.occupancy))
+        values = self.analyser.report(observation.occupancy)
+        values |= {"frames_analysed": float(analysed), "frames_lost": float(max(0, wanted - analysed))}
+        self.link.counts(frame.wall, values)
         self.snapshots.save("latest.jpg", annotate(frame.image, observation.detections, self.analyser))
         now = time.monotonic()
         fps = self._analysed_since_report / max(now - self._report_wall, 1e-6)
@@ -146,6 +156,18 @@ class CameraRun:
             "last_frame": stats.last_frame.isoformat() if stats.last_frame else None,
         }
 
+    def _close_analysis(self, reason: str) -> None:
+        """End what is being watched and counted, up to the last frame analysed."""
+        if self._last is None:
+            return
+        frame, observation = self._last
+        for condition in self.analyser.conditions.values():
+            if (transition := condition.end(reason)) is not None:
+                self._publish_event(frame, observation, transition)
+        if self._unreported:
+            self.report(frame, observation)
+        self.analyser, self._last, self.last_detections = None, None, sv.Detections.empty()
+
     def _publish_event(self, frame: Frame, observation: Observation, tr: Transition) -> None:
         name = f"{tr.event}-{frame.wall:%Y%m%dT%H%M%S%f}-{tr.state}.jpg"
         data: dict[str, Any] = {"state": tr.state, "duration_s": tr.duration_s, **tr.data}
@@ -157,13 +179,7 @@ class CameraRun:
     def close(self) -> None:
         """End the conditions still open and report what was counted since the last report, then let
         go of the stream and the link."""
-        if self._last is not None:
-            frame, observation = self._last
-            for condition in self.analyser.conditions.values():
-                if (transition := condition.end()) is not None:
-                    self._publish_event(frame, observation, transition)
-            if self._unreported:
-                self.report(frame, observation)
+        self._close_analysis("camera stopped")
         self.source.close()
         self.link.close()
         forget(self.rounds.name)

@@ -286,3 +286,60 @@ def test_one_camera_failing_never_stops_another(tmp_path: Path) -> None:
     assert loops.report()["camera:cam-stream"]["last_error"] == "OSError: the decoder died"
     worker.close()
     assert "camera:cam-ok" not in loops.report()
+
+
+class _Recorder(_Link):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reports, self.events = [], []
+
+    def counts(self, ts, values) -> None:
+        self.reports.append(values)
+
+    def event(self, ts, event, severity, title, data) -> None:
+        self.events.append((event, data["state"], data.get("reason")))
+
+
+class _Crowd:
+    """Three cars in the frame, always."""
+
+    max_batch = 4
+
+    def __init__(self) -> None:
+        self.names = {2: "car"}
+
+    def detect(self, frames):
+        return [detections([(10, 10, 30, 30), (40, 10, 60, 30), (70, 10, 90, 30)], ["car"] * 3) for _ in frames]
+
+
+def test_a_stream_lost_ends_the_interval_and_the_conditions_and_counting_starts_afresh_after_it(
+    tmp_path: Path,
+) -> None:
+    from ioc_core.settings import Settings
+    from vision.worker import CameraRun, CameraSpec, Worker
+
+    settings = Settings(snapshot_dir=tmp_path, vision_motion_gate=False, vision_counts_interval_s=60)
+    zone = {"name": "all", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "max_vehicles": 2}
+    source, link = _Frames(), _Recorder()
+    run = CameraRun(CameraSpec("cam", "x", CameraAnalytics(zones=[zone])), source, link, settings)
+    worker = Worker(settings, _Crowd())
+    worker.add(run)
+    for _ in range(25):  # 5 s of congestion, then the stream is lost
+        worker.step()
+    assert ("congestion", "started", None) in link.events and link.reports == []
+    source.stats.connected = False
+    run.watch_stream()
+    assert link.statuses[-1] is False
+    assert link.events[-1] == ("congestion", "ended", "stream lost")
+    (before,) = link.reports  # what was counted, up to the last frame: not held for the next interval
+    assert before["frames_analysed"] == 25 and before["frames_lost"] == 0 and before["all_car"] == 3
+
+    source.t += 600  # ten minutes later the stream is back
+    source.stats.connected = True
+    for _ in range(301):  # a minute of frames: one interval, counted from the first frame after
+        worker.step()
+    assert link.statuses[-1] is True
+    after = link.reports[1]
+    assert after["frames_lost"] == 0  # the outage is not an interval of lost frames: it is a gap
+    assert after["frames_analysed"] == 301  # a minute at 5 frames a second, both ends
+    assert ("congestion", "started", None) in link.events[2:]  # watched afresh
