@@ -25,7 +25,8 @@ bench: setup ## Ingest, rules, live-push, simulator and vision benchmarks; each 
 	@.venv/bin/python -m bench.simulator
 	@.venv/bin/python -m bench.vision
 
-bench-vision: setup ## The vision worker against a naive loop, and cameras per worker, for each engine
+bench-vision: setup ## Each shared detector: its counts against the labelled footage, the worker against a naive loop, cameras per worker
+	@.venv/bin/python -m bench.vision_accuracy
 	@.venv/bin/python -m bench.vision
 
 bench-rest: setup ## REST latency on a loaded dataset (50 million readings: about half an hour to load)

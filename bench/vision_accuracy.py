@@ -18,63 +18,20 @@ Labels and how they were made: ``tests/data/vision_labels.md``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import onnx
 
-from bench.vision import CLASSES, SHARED, TRUTH, NullLink
+from bench.vision import CLASSES, SHARED, TRUTH, NullLink, frames_per_second, shared_detectors
 from ioc_core.camera_config import CameraAnalytics
 from ioc_core.settings import Settings
-from vision.dequantise import dequantise
 from vision.detectors import Detector, load_detector
 from vision.sources import FastFileSource
 from vision.worker import CameraRun, CameraSpec, Worker
 
 MEDIA = SHARED / "media"
-MODELS = SHARED / "models"
-
-
-@dataclass
-class Candidate:
-    label: str
-    model: Path
-    imgsz: int
-    licence: str
-
-
-def candidates(workdir: Path) -> list[Candidate]:
-    """The shared detectors, the int8 exports also dequantised to float (once, here)."""
-    found = [
-        Candidate("YOLO-FastestV2 352", MODELS / "yolo-fastestv2-coco.onnx", 352, "see ../shared/README.md"),
-        Candidate("YOLOX-Nano 416", MODELS / "yolox_nano_416.onnx", 416, "Apache-2.0"),
-    ]
-    for name, label, size in (("yolo11n_int8_320", "YOLO11n 320", 320), ("yolov8n_int8_640", "YOLOv8n 640", 640)):
-        source = MODELS / f"{name}.onnx"
-        target = workdir / f"{name.replace('int8', 'float')}.onnx"
-        onnx.save(dequantise(onnx.load(source))[0], target)
-        found += [
-            Candidate(f"{label} int8", source, size, "AGPL-3.0"),
-            Candidate(f"{label} int8, dequantised", target, size, "AGPL-3.0"),
-        ]
-    return found
-
-
-def frame_ms(detector: Detector) -> float:
-    capture = cv2.VideoCapture(str(MEDIA / "highway_720p.mp4"))
-    frames = [capture.read()[1] for _ in range(21)]
-    detector.detect(frames[:1])
-    times = []
-    for frame in frames[1:]:
-        started = time.perf_counter()
-        detector.detect([frame])
-        times.append((time.perf_counter() - started) * 1000)
-    return statistics.median(times)
 
 
 def line_counts(detector: Detector, settings: Settings, video: str, lines: list[dict]) -> Counter[str]:
@@ -85,7 +42,7 @@ def line_counts(detector: Detector, settings: Settings, video: str, lines: list[
     worker.add(CameraRun(CameraSpec("accuracy", path, analytics), FastFileSource(path, 5), link, settings))
     while worker.cameras:
         worker.step()
-    return Counter({k: int(v) for k, v in link.crossings.items() if v})
+    return Counter({k: int(v) for k, v in link.crossings.items() if v and not k.startswith("frames_")})
 
 
 def crossed(counts: Counter[str], line: str, direction: str) -> int:
@@ -121,11 +78,11 @@ def main() -> None:
         f" {bridge['upper']['out']} out, lower {bridge['lower']['in']} in (bus), {bridge['lower']['out']} out;"
         f" crossing (clear/edge) " + ", ".join(f"{f}: {v['clear']}/{v['edge']}" for f, v in crossing.items())
     )
-    for c in candidates(workdir):
+    for c in shared_detectors(workdir):
         if args.only and args.only not in c.label:
             continue
         detector = load_detector("onnx", c.model, CLASSES, confidence=0.25, iou=0.45, imgsz=c.imgsz, threads=1)
-        ms = frame_ms(detector)
+        ms = 1000 / frames_per_second(detector)
         hw = line_counts(detector, settings, "highway_720p.mp4", [highway["line"]])
         br = line_counts(detector, settings, "bridge_traffic_720p.mp4", bridge["lines"])
         people = people_in_crossing(detector)

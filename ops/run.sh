@@ -18,10 +18,12 @@ echo "IOC_SIM_OPEN311_KEY=$key" > var/secrets/simulator.env
 # A small simulated city by default (IOC_SIM_SENSORS=0 turns it off), and its camera streams.
 export IOC_SIM_SENSORS=${IOC_SIM_SENSORS:-1000}
 [ "$IOC_SIM_SENSORS" -gt 0 ] && export IOC_SIM_AUTOSTART=true || export IOC_SIM_AUTOSTART=false
-# The vision worker: the small offline detector on the shared footage unless told otherwise.
-small_model=${IOC_SHARED_DIR:-$(cd .. && pwd)/shared}/models/yolo-fastestv2-coco.onnx
-if [ -z "${IOC_VISION_MODEL:-}" ] && [ -f "$small_model" ]; then
-  export IOC_VISION_ENGINE=onnx IOC_VISION_MODEL=$small_model
+# The vision worker: YOLOX-Nano (Apache-2.0) from the shared models unless told otherwise, chosen by
+# measurement (docs/vision.md, "The default": the most accurate shared detector that keeps up with
+# the demo's cameras on two cores beside everything else).
+default_model=${IOC_SHARED_DIR:-$(cd .. && pwd)/shared}/models/yolox_nano_416.onnx
+if [ -z "${IOC_VISION_MODEL:-}" ] && [ -f "$default_model" ]; then
+  export IOC_VISION_ENGINE=onnx IOC_VISION_MODEL=$default_model
 fi
 if [ -n "${IOC_VISION_MODEL:-}" ]; then
   export IOC_VISION_AUTOSTART=true
