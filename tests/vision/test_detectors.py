@@ -23,27 +23,36 @@ COCO = list(read_names(Settings().shared_dir / "models" / "coco80.names").values
 CLASSES = list(DEFAULT_CLASSES)
 
 
-def known_export(path: Path, anchors: np.ndarray) -> Path:
-    """An ONNX model shaped like an Ultralytics export (``images`` [N, 3, 320, 320] in, [N, 84, A]
-    out, COCO names in its metadata) whose output is ``anchors`` for every image of the batch."""
+def constant_model(path: Path, images: list, output: str, value: np.ndarray, dims: list) -> Path:
+    """An ONNX model that takes ``images`` (its shape) and answers ``value`` as ``output`` (of
+    ``dims``, which may name a dynamic batch) for every image: a detector whose output is known."""
     zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
-    const = helper.make_tensor("const", TensorProto.FLOAT, anchors.shape, anchors.flatten().tolist())
+    const = helper.make_tensor("const", TensorProto.FLOAT, value.shape, value.flatten().tolist())
     axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
     nodes = [
         helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
         helper.make_node("Unsqueeze", ["m", "axes"], ["m3"]),
         helper.make_node("Mul", ["m3", "zero"], ["z"]),
-        helper.make_node("Add", ["z", "const"], ["output0"]),
+        helper.make_node("Add", ["z", "const"], [output]),
     ]
     graph = helper.make_graph(
         nodes,
         "known",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, 320, 320])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 84, anchors.shape[2]])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, images)],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, dims)],
         [zero, const, axes],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def known_export(path: Path, anchors: np.ndarray) -> Path:
+    """Shaped like an Ultralytics export (``images`` [N, 3, 320, 320] in, [N, 84, A] out, COCO names
+    in its metadata), answering ``anchors`` for every image of the batch."""
+    constant_model(path, ["batch", 3, 320, 320], "output0", anchors, ["batch", 84, anchors.shape[2]])
+    model = onnx.load(path)
     helper.set_model_props(model, {"names": repr(dict(enumerate(COCO)))})
     onnx.save(model, path)
     return path
@@ -85,27 +94,9 @@ def test_the_onnx_engine_runs_yolo_fastestv2_one_frame_at_a_time() -> None:
 
 
 def known_yolox(path: Path, rows: np.ndarray) -> Path:
-    """An ONNX model shaped like a YOLOX export at 416 (``images`` [1, 3, 416, 416] in, [1, 3549, 85]
-    out) whose output is ``rows``, with the COCO names beside it."""
-    zero = helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])
-    const = helper.make_tensor("const", TensorProto.FLOAT, rows.shape, rows.flatten().tolist())
-    axes = helper.make_tensor("axes", TensorProto.INT64, [2], [1, 2])
-    nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=0),
-        helper.make_node("Unsqueeze", ["m", "axes"], ["m3"]),
-        helper.make_node("Mul", ["m3", "zero"], ["z"]),
-        helper.make_node("Add", ["z", "const"], ["output"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "known-yolox",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 416, 416])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3549, 85])],
-        [zero, const, axes],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    """Shaped like a YOLOX export at 416 (``images`` [1, 3, 416, 416] in, [1, 3549, 85] out),
+    answering ``rows``, with the COCO names beside it."""
+    constant_model(path, [1, 3, 416, 416], "output", rows, [1, 3549, 85])
     path.with_name("coco80.names").write_text("\n".join(COCO))
     return path
 
