@@ -54,6 +54,22 @@ def read_names(path: Path) -> dict[int, str]:
     return dict(enumerate(n.strip() for n in path.read_text().splitlines() if n.strip()))
 
 
+def names_beside(model: Path, family: str) -> dict[int, str]:
+    """The COCO names of a model that does not carry them: ``coco80.names`` in its folder."""
+    names = model.with_name("coco80.names")
+    if not names.is_file():
+        raise FileNotFoundError(f"a {family} model needs its class names beside it: {names}")
+    return read_names(names)
+
+
+def input_of(session, imgsz: int) -> tuple[tuple[int, int], bool]:
+    """An ONNX model's input (w, h), or ``imgsz`` square where the model leaves it open, and
+    whether its batch is open (several frames at once)."""
+    batch, _, h, w = session.get_inputs()[0].shape
+    size = (w, h) if isinstance(w, int) and isinstance(h, int) else (imgsz, imgsz)
+    return size, not isinstance(batch, int)
+
+
 def named(detections: sv.Detections, names: dict[int, str]) -> sv.Detections:
     detections.data["class_name"] = np.array([names[int(c)] for c in detections.class_id], dtype=object)
     return detections

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import numpy as np
 import supervision as sv
 
-from vision.detectors import class_ids, named, nms
+from vision.detectors import class_ids, input_of, named, nms
 from vision.detectors.ultralytics_export import UltralyticsExport
 from vision.detectors.yolo_fastest import YoloFastest
 from vision.detectors.yolox import Yolox
@@ -39,15 +39,9 @@ def _format_of(model: Path, session, imgsz: int) -> Format:
     shape = list(session.get_outputs()[0].shape)
     if shape == [605, 95]:
         return YoloFastest(model, session)
-    if len(shape) == 3 and shape[1] == Yolox.rows(_input_size(session, imgsz)):
+    if len(shape) == 3 and shape[1] == Yolox.rows(input_of(session, imgsz)[0]):
         return Yolox(model, session, imgsz)  # [batch, one row per grid cell, 5 + classes]
     return UltralyticsExport(model, session, imgsz)  # [batch, 4 + classes, anchors]
-
-
-def _input_size(session, imgsz: int) -> tuple[int, int]:
-    """The model's input (w, h), or ``imgsz`` square where the model leaves it open."""
-    _, _, h, w = session.get_inputs()[0].shape
-    return (w, h) if isinstance(w, int) and isinstance(h, int) else (imgsz, imgsz)
 
 
 class OnnxDetector:

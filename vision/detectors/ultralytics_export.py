@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.detectors import letterbox
+from vision.detectors import input_of, letterbox
 
 
 class UltralyticsExport:
@@ -17,9 +17,7 @@ class UltralyticsExport:
         if "names" not in meta:
             raise ValueError(f"{model}: not an Ultralytics export (no 'names' in its metadata)")
         self.names = {int(k): v for k, v in ast.literal_eval(meta["names"]).items()}
-        batch, _, h, w = session.get_inputs()[0].shape
-        self.size = (w, h) if isinstance(w, int) and isinstance(h, int) else (imgsz, imgsz)
-        self.batched = not isinstance(batch, int)
+        self.size, self.batched = input_of(session, imgsz)
 
     def prepare(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[tuple]]:
         boxed = [letterbox(f, self.size, centred=True) for f in frames]

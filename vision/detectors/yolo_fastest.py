@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision.detectors import read_names
+from vision.detectors import names_beside
 
 _STRIDES = ((16, 22, ((12.64, 19.39), (37.88, 51.48), (55.71, 138.31))),
             (32, 11, ((126.91, 78.23), (131.57, 214.55), (279.92, 258.87))))  # fmt: skip
@@ -32,10 +32,7 @@ class YoloFastest:
     batched = False
 
     def __init__(self, model: Path, session) -> None:
-        names = model.with_name("coco80.names")
-        if not names.is_file():
-            raise FileNotFoundError(f"YOLO-FastestV2 needs its class names beside it: {names}")
-        self.names = read_names(names)
+        self.names = names_beside(model, "YOLO-FastestV2")
         self._cells = _cells()
 
     def prepare(self, frames: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[float, float]]]:

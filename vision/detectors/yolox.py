@@ -8,20 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from vision.detectors import letterbox, read_names
+from vision.detectors import input_of, letterbox, names_beside
 
 _STRIDES = (8, 16, 32)
 
 
 class Yolox:
     def __init__(self, model: Path, session, imgsz: int) -> None:
-        names = model.with_name("coco80.names")
-        if not names.is_file():
-            raise FileNotFoundError(f"a YOLOX model needs its class names beside it: {names}")
-        self.names = read_names(names)
-        batch, _, h, w = session.get_inputs()[0].shape
-        self.size = (w, h) if isinstance(w, int) and isinstance(h, int) else (imgsz, imgsz)
-        self.batched = not isinstance(batch, int)
+        self.names = names_beside(model, "YOLOX")
+        self.size, self.batched = input_of(session, imgsz)
         self._grid, self._stride = self._cells(*self.size)
 
     @staticmethod
