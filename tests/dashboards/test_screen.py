@@ -6,13 +6,14 @@ browsers, what a ward may not see, the languages. Screenshots go to tests.suppor
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.conftest import ingest_reloaded
-from tests.support import ARTIFACTS, Broker, Service, publish_all, publisher, wait_until
+from tests.support import ARTIFACTS, Broker, Service, as_, publish_all, publisher, wait_until
 
 ARRIVES_MS = 20_000  # a bound on a loaded machine, not a speed target: bench/live.py measures that
 SENSORS = {  # id: (unit, lat, lon)
@@ -152,7 +153,7 @@ def test_a_ward_room_sees_its_own_units_only_and_is_cued_on_a_new_alert(
 
 
 def test_a_history_with_a_silent_stretch_shows_a_gap_not_a_line_across_it(
-    browser: Browser, api: Service, database_url: str, screen_data: None
+    browser: Browser, api: Service, database_url: str, tokens: dict[str, str], screen_data: None
 ) -> None:
     """Two hours of a sensor's minutes, an hour and a half of nothing (a camera offline, a sensor
     silent), then an hour: the chart breaks at the silence."""
@@ -170,6 +171,12 @@ def test_a_history_with_a_silent_stretch_shows_a_gap_not_a_line_across_it(
             " VALUES (%s, 'scr-gap', 'level', 1, 1, 1, 1, 1, %s)",
             [(m, m) for m in minutes],
         )
+
+    def in_latest() -> bool:  # /latest shares a body up to two seconds old: one from before the insert
+        body = httpx.get(f"http://127.0.0.1:{api.port}/api/v1/latest", headers=as_(tokens["city"])).json()
+        return any(f["id"] == "scr-gap" for f in body["features"])
+
+    wait_until(in_latest, what="the sensor in /latest")
     page = open_screen(browser, api, "city")
     page.wait_for_function("() => window.ioc.valuesOf('scr-gap').includes('level')")
     page.evaluate("() => { window.ioc.open('scr-gap'); }")
