@@ -21,6 +21,7 @@ setup: ## Debian packages, TimescaleDB, the Python environment, the database clu
 bench: setup ## Ingest, rules, live-push, simulator and vision benchmarks; each prints its figures beside a baseline from the same run
 	@.venv/bin/python -m bench.ingest
 	@.venv/bin/python -m bench.rules
+	@.venv/bin/python -m bench.rate_window
 	@.venv/bin/python -m bench.live
 	@.venv/bin/python -m bench.simulator
 	@.venv/bin/python -m bench.vision

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from ioc_core.rules import Rule
+    from ioc_core.rules.rate import Window
 
 Key = tuple[int, str]  # (rule id, source id)
 Series = tuple[str, str]  # (sensor id, metric)
@@ -127,7 +128,7 @@ class RuleState:
     def __init__(self) -> None:
         self.of: Staged[Key, Any] = Staged()
         self.newest: Staged[Series, datetime] = Staged()
-        self.windows: Staged[Series, tuple[tuple[datetime, float], ...]] = Staged()
+        self.windows: Staged[Series, Window] = Staged()
         self.engaged: Staged[str, bool] = Staged()
         self.asks: dict[str, Any] = {}  # per type, what it will ask the stored data at the batch's end
         self._maps = (self.of, self.newest, self.windows, self.engaged)

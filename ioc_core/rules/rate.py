@@ -1,10 +1,11 @@
 """Rate of change: a value that moves more than ``delta`` within ``window_s`` opens; less than
 ``clear_delta`` resolves (a river rising 20 cm in 15 minutes).
 
-Each series a rate watches keeps its recent readings, the longest window of its metric's rates.
-A series first seen since the start is completed from the stored readings at the batch's end. A
-worker sees only its share of a series, so before it opens or resolves, it checks the change over
-the stored readings of every worker, in the batch's transaction.
+Each series a rate watches keeps, over the longest window of its metric's rates, only the readings
+that can still be the window's lowest or highest (``Window``). A series first seen since the start
+is completed from the stored readings at the batch's end. A worker sees only its share of a series,
+so before it opens or resolves, it checks the change over the stored readings of every worker, in
+the batch's transaction.
 """
 
 from __future__ import annotations
@@ -45,9 +46,68 @@ class Params(RuleParams):
         return value - window_min if self.direction == "up" else window_max - value
 
     def change_over(self, r: ReadingLike, history: Iterable[tuple[datetime, float]]) -> float:
+        """The change within the window ending at ``r`` over readings as stored."""
         start = r.time - timedelta(seconds=self.window_s)
         values = [v for t, v in history if t >= start] or [r.value]
         return self.change(r.value, min(values), max(values))
+
+    def change_within(self, r: ReadingLike, window: Window) -> float:
+        """The same over a series' ``Window``."""
+        low, high = window.extremes_since(r.time - timedelta(seconds=self.window_s), r.value)
+        return self.change(r.value, low, high)
+
+
+class Window:
+    """A series' recent readings as a rate needs them: two monotonic queues, ``lows`` (values rising
+    from the oldest: each the lowest from its time on) and ``highs`` (falling: each the highest).
+    The lowest and highest since any time are then the first of each at or after it. Each reading
+    goes in and out once, and a level that wavers keeps a handful where a list would keep every
+    reading of the window (a gauge every 4 s for 15 minutes: 225, about 30 KiB)."""
+
+    __slots__ = ("highs", "lows")
+
+    def __init__(self, lows: Iterable[tuple[datetime, float]] = (), highs: Iterable[tuple[datetime, float]] = ()):
+        self.lows: deque[tuple[datetime, float]] = deque(lows)
+        self.highs: deque[tuple[datetime, float]] = deque(highs)
+
+    def copy(self) -> Window:
+        return Window(self.lows, self.highs)
+
+    def __len__(self) -> int:
+        return len(self.lows)
+
+    def newest(self) -> datetime | None:
+        return self.lows[-1][0] if self.lows else None  # the newest reading ends both queues
+
+    def oldest(self) -> datetime | None:
+        return min(self.lows[0][0], self.highs[0][0]) if self.lows else None
+
+    def add(self, t: datetime, value: float) -> None:
+        """A reading newer than any held."""
+        while self.lows and self.lows[-1][1] >= value:
+            self.lows.pop()
+        self.lows.append((t, value))
+        while self.highs and self.highs[-1][1] <= value:
+            self.highs.pop()
+        self.highs.append((t, value))
+
+    def add_older(self, t: datetime, value: float) -> None:
+        """A reading older than any held (stored ones, newest first)."""
+        if not self.lows or value < self.lows[0][1]:
+            self.lows.appendleft((t, value))
+        if not self.highs or value > self.highs[0][1]:
+            self.highs.appendleft((t, value))
+
+    def drop_before(self, start: datetime) -> None:
+        for queue in (self.lows, self.highs):
+            while queue and queue[0][0] < start:
+                queue.popleft()
+
+    def extremes_since(self, start: datetime, otherwise: float) -> tuple[float, float]:
+        """The lowest and highest value from ``start`` on; ``otherwise`` for both if none is held."""
+        low = next((v for t, v in self.lows if t >= start), otherwise)
+        high = next((v for t, v in self.highs if t >= start), otherwise)
+        return low, high
 
 
 def step(p: Params, is_open: bool, change: float) -> str | None:
@@ -99,9 +159,9 @@ class Rate(ReadingType):
     def judge(self, cur: psycopg.Cursor, rule: Rule, r: ReadingLike, state: RuleState, hits: list[Hit]) -> None:
         p: Params = rule.params
         key = (rule.id, r.sensor_id)
-        history = self._remember(r, state)
+        window = self._remember(r, state)
         is_open = state.of.get(key) == OPEN
-        action = step(p, is_open, p.change_over(r, history))
+        action = step(p, is_open, p.change_within(r, window))
         if action == "check":
             params = {"sensor": r.sensor_id, "metric": r.metric, "from": r.time - timedelta(seconds=p.window_s)}
             stored = cur.execute(_WINDOW, {**params, "to": r.time}).fetchall()
@@ -114,23 +174,22 @@ class Rate(ReadingType):
         if action is not None:
             hits.append(Hit(action, rule, "sensor", r.sensor_id, r.time, r.value))
 
-    def _remember(self, r: ReadingLike, state: RuleState) -> deque[tuple[datetime, float]]:
-        """The series' recent readings with this one, copied into the batch's changes the first time
-        the batch touches it. Several rates on one metric share it: a reading is added once."""
+    def _remember(self, r: ReadingLike, state: RuleState) -> Window:
+        """The series' window with this reading, copied into the batch's changes the first time the
+        batch touches it. Several rates on one metric share it: a reading is added once."""
         series: Series = (r.sensor_id, r.metric)
-        history = state.windows.changes.get(series)
-        if history is None:
+        window = state.windows.changes.get(series)
+        if window is None:
             stored = state.windows.committed.get(series)
             if stored is None:  # first reading since the start: completed from the database at the end
                 state.asks.setdefault(self.name, []).append(series)
-            history = deque(stored or ())
-            state.windows.set(series, history)
-        if not history or history[-1][0] < r.time:
-            history.append((r.time, r.value))
-        window = self._window.get(r.metric, timedelta(0))
-        while history and history[0][0] < r.time - window:
-            history.popleft()
-        return history
+            window = stored.copy() if stored is not None else Window()
+            state.windows.set(series, window)
+        newest = window.newest()
+        if newest is None or newest < r.time:
+            window.add(r.time, r.value)
+        window.drop_before(r.time - self._window.get(r.metric, timedelta(0)))
+        return window
 
     def settle(self, cur: psycopg.Cursor, state: RuleState, hits: list[Hit]) -> None:
         """Rate windows of series first seen in this batch, completed with their stored readings."""
@@ -138,8 +197,8 @@ class Rate(ReadingType):
         series = [s for s in unloaded if state.windows.changes.get(s)]
         if not series:
             return
-        firsts = [state.windows.changes[s][0][0] for s in series]
+        firsts = [state.windows.changes[s].oldest() for s in series]
         starts = [first - self._window[metric] for first, (_, metric) in zip(firsts, series, strict=True)]
         rows = cur.execute(_WINDOWS, ([s for s, _ in series], [m for _, m in series], starts, firsts)).fetchall()
-        for sensor_id, metric, t, v in rows:  # newest first: each goes to the front
-            state.windows.changes[(sensor_id, metric)].appendleft((t, v))
+        for sensor_id, metric, t, v in rows:  # newest first
+            state.windows.changes[(sensor_id, metric)].add_older(t, v)
