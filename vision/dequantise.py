@@ -2,11 +2,12 @@
 
 Ultralytics' int8 exports are ONNX Runtime's dynamic quantisation: each convolution is
 ``DynamicQuantizeLinear`` on its input, ``ConvInteger`` with uint8 weights, a ``Cast`` to float,
-and a ``Mul`` by the product of the two scales. ONNX Runtime runs ``ConvInteger`` on slow
-kernels on these CPUs (several hundred milliseconds a frame at 640); with its weights
-dequantised (``(w - zero_point) * scale``) into a plain ``Conv``, the network is the same but for
-the rounding of activations, and runs at full-precision speed. The class names and other metadata
-are kept. Weights quantised per channel or per tensor are both handled.
+and a ``Mul`` by the product of the two scales. ONNX Runtime's ``ConvInteger`` kernels are slower
+than its float ones on these CPUs (the shared exports run 10 to 19% faster dequantised,
+``docs/benchmarks.md``); with its weights dequantised (``(w - zero_point) * scale``) into a plain
+``Conv``, the network is the same but for the rounding of activations, and runs at full-precision
+speed. The class names and other metadata are kept. Weights quantised per channel or per tensor
+are both handled.
 """
 
 import argparse
