@@ -45,6 +45,7 @@ TRUTH = json.loads((Path(__file__).parents[1] / "tests" / "data" / "vision_groun
 HIGHWAY = SHARED / "media" / "highway_720p.mp4"
 VIDEOS = [SHARED / "media" / f"{name}_720p.mp4" for name in ("highway", "crosswalk", "bridge_traffic")]
 CLASSES = list(DEFAULT_CLASSES)
+CONFIDENCE = 0.25  # the worker's default (IOC_VISION_CONFIDENCE), for every detector
 ANALYSIS_FPS = 5.0  # the worker's analysis rate of a camera, and the naive loop's
 
 
@@ -76,7 +77,6 @@ class Engine:
     imgsz: int
     licence: str
     counts_mean: bool = True  # False for weights that detect nothing
-    confidence: float = 0.25
 
 
 def shared_detectors(workdir: Path) -> list[Engine]:
@@ -229,9 +229,11 @@ def main() -> None:
     truth = TRUTH["highway_720p.mp4"]["in"]
     print(f"cores: {os.cpu_count()}, inference threads: {args.threads}; labels: {truth} vehicles in")
     for e in engines:
-        settings = Settings(snapshot_dir=workdir / "snapshots", vision_counts_interval_s=60, vision_confidence=0.25)
+        settings = Settings(
+            snapshot_dir=workdir / "snapshots", vision_counts_interval_s=60, vision_confidence=CONFIDENCE
+        )
         detector = load_detector(
-            e.engine, e.model, CLASSES, confidence=e.confidence, iou=0.45, imgsz=e.imgsz, threads=args.threads
+            e.engine, e.model, CLASSES, confidence=CONFIDENCE, iou=0.45, imgsz=e.imgsz, threads=args.threads
         )
         alone = frames_per_second(detector)
         naive_rate, naive_in, naive_analysed = naive(detector)

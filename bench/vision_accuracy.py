@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cv2
 
-from bench.vision import CLASSES, SHARED, TRUTH, NullLink, frames_per_second, shared_detectors
+from bench.vision import CLASSES, CONFIDENCE, SHARED, TRUTH, NullLink, frames_per_second, shared_detectors
 from ioc_core.camera_config import CameraAnalytics
 from ioc_core.settings import Settings
 from vision.detectors import Detector, load_detector
@@ -73,6 +73,7 @@ def main() -> None:
     settings = Settings(snapshot_dir=workdir / "snapshots", vision_counts_interval_s=3600)
     highway, bridge = TRUTH["highway_720p.mp4"], TRUTH["bridge_traffic_720p.mp4"]
     crossing = TRUTH["crosswalk_720p.mp4"]["frames"]
+    bridge_total = sum(bridge[line][d] for line in ("upper", "lower") for d in ("in", "out"))
     print(
         f"labels: highway {highway['in']} in, {highway['out']} out; bridge upper {bridge['upper']['in']} in,"
         f" {bridge['upper']['out']} out, lower {bridge['lower']['in']} in (bus), {bridge['lower']['out']} out;"
@@ -81,7 +82,7 @@ def main() -> None:
     for c in shared_detectors(workdir):
         if args.only and args.only not in c.label:
             continue
-        detector = load_detector("onnx", c.model, CLASSES, confidence=0.25, iou=0.45, imgsz=c.imgsz, threads=1)
+        detector = load_detector("onnx", c.model, CLASSES, confidence=CONFIDENCE, iou=0.45, imgsz=c.imgsz, threads=1)
         ms = 1000 / frames_per_second(detector)
         hw = line_counts(detector, settings, "highway_720p.mp4", [highway["line"]])
         br = line_counts(detector, settings, "bridge_traffic_720p.mp4", bridge["lines"])
@@ -94,7 +95,7 @@ def main() -> None:
         print(
             f"  bridge: upper {crossed(br, 'upper', 'in')} in, {crossed(br, 'upper', 'out')} out;"
             f" lower {crossed(br, 'lower', 'in')} in, {crossed(br, 'lower', 'out')} out; {bus} bus;"
-            f" {br_total} crossings against 11 ({100 * (br_total - 11) / 11:+.0f}%)"
+            f" {br_total} crossings against {bridge_total} ({100 * (br_total - bridge_total) / bridge_total:+.0f}%)"
         )
         print("  crossing people: " + ", ".join(f"{f}: {n}" for f, n in people.items()))
         print(f"  by class: highway {dict(hw)}; bridge {dict(br)}")

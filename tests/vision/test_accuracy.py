@@ -5,7 +5,7 @@ detectors' figures: ``python -m bench.vision_accuracy``."""
 
 import pytest
 
-from bench.vision import CLASSES, SHARED, TRUTH
+from bench.vision import CLASSES, CONFIDENCE, SHARED, TRUTH
 from bench.vision_accuracy import crossed, line_counts
 from ioc_core.settings import Settings
 from vision.detectors import load_detector
@@ -17,7 +17,7 @@ DEFAULT_MODEL = SHARED / "models" / "yolox_nano_416.onnx"
 def detector():
     if not DEFAULT_MODEL.is_file() or not (SHARED / "media" / "bridge_traffic_720p.mp4").is_file():
         pytest.skip(f"needs {DEFAULT_MODEL} and the shared footage")
-    return load_detector("onnx", DEFAULT_MODEL, CLASSES, confidence=0.25, iou=0.45, imgsz=416, threads=1)
+    return load_detector("onnx", DEFAULT_MODEL, CLASSES, confidence=CONFIDENCE, iou=0.45, imgsz=416, threads=1)
 
 
 def test_the_default_detector_counts_the_highway_within_a_tenth(detector, tmp_path) -> None:
