@@ -6,8 +6,6 @@ drives the wrong way, at its own speed).
 The highway's zone is calibrated on its lane markings (a dash and its gap are 40 ft, 12.19 m, on
 US highways; a lane is 12 ft): three dash cycles along, three lanes across."""
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from vision.detectors.onnx_engine import OnnxDetector
 from vision.speed import SpeedMeter
 
 SHARED = Settings().shared_dir
+VIDEO, MODEL = SHARED / "media" / "highway_720p.mp4", SHARED / "models" / "yolo-fastestv2-coco.onnx"
 HIGHWAY = {
     "lines": [{"name": "near", "points": [[0.7, 0.7], [0.25, 0.7]], "allowed": "in"}],
     "speed_zones": [
@@ -81,10 +80,9 @@ def test_a_vehicle_crossing_a_line_against_its_allowed_direction_is_driving_the_
 @pytest.fixture(scope="module")
 def highway() -> list[np.ndarray]:
     """Every sixth frame of the highway footage: 5 analysed frames a second."""
-    video, model = SHARED / "media" / "highway_720p.mp4", SHARED / "models" / "yolo-fastestv2-coco.onnx"
-    if not video.is_file() or not model.is_file():
-        pytest.skip(f"needs {video} and {model}")
-    capture, frames, n = cv2.VideoCapture(str(video)), [], 0
+    if not VIDEO.is_file() or not MODEL.is_file():
+        pytest.skip(f"needs {VIDEO} and {MODEL}")
+    capture, frames, n = cv2.VideoCapture(str(VIDEO)), [], 0
     while True:
         ok, image = capture.read()
         if not ok:
@@ -96,8 +94,7 @@ def highway() -> list[np.ndarray]:
 
 def watch(frames: list[np.ndarray], seconds_apart: float) -> tuple[dict[str, float], list[str]]:
     """The frames through detection and the analyser, ``seconds_apart`` apart: (report, events started)."""
-    model = Path(SHARED / "models" / "yolo-fastestv2-coco.onnx")
-    detector = OnnxDetector(model, ["car", "truck", "bus"], confidence=0.2, iou=0.45, imgsz=352, threads=1)
+    detector = OnnxDetector(MODEL, ["car", "truck", "bus"], confidence=0.2, iou=0.45, imgsz=352, threads=1)
     analyser = Analyser("highway", CameraAnalytics.model_validate(HIGHWAY), 1280, 720)
     started = []
     for k, image in enumerate(frames):

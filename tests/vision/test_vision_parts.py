@@ -11,7 +11,9 @@ import pytest
 import supervision as sv
 from pydantic import ValidationError
 
+from ioc_core import loops
 from ioc_core.camera_config import CameraAnalytics
+from ioc_core.settings import Settings
 from simulators.mjpeg import MjpegServer
 from tests.support import free_port, wait_until
 from vision.analytics import Analyser, drop_riders
@@ -19,6 +21,7 @@ from vision.conditions import Condition
 from vision.motion import MotionGate
 from vision.service import in_shard
 from vision.sources import FastFileSource, LiveSource, SourceSpec
+from vision.worker import CameraRun, CameraSpec, Worker
 
 
 def detections(boxes: list[tuple[float, float, float, float]], names: list[str], conf: float = 0.9) -> sv.Detections:
@@ -258,11 +261,6 @@ class _Detector:
 
 
 def test_one_camera_failing_never_stops_another(tmp_path: Path) -> None:
-    from ioc_core import loops
-    from ioc_core.camera_config import CameraAnalytics
-    from ioc_core.settings import Settings
-    from vision.worker import CameraRun, CameraSpec, Worker
-
     settings = Settings(snapshot_dir=tmp_path, vision_motion_gate=False)
     detector = _Detector()
     worker = Worker(settings, detector)
@@ -315,9 +313,6 @@ class _Crowd:
 def test_a_stream_lost_ends_the_interval_and_the_conditions_and_counting_starts_afresh_after_it(
     tmp_path: Path,
 ) -> None:
-    from ioc_core.settings import Settings
-    from vision.worker import CameraRun, CameraSpec, Worker
-
     settings = Settings(snapshot_dir=tmp_path, vision_motion_gate=False, vision_counts_interval_s=60)
     zone = {"name": "all", "points": [[0, 0], [1, 0], [1, 1], [0, 1]], "max_vehicles": 2}
     source, link = _Frames(), _Recorder()
