@@ -3,8 +3,8 @@
 Ultralytics' int8 exports are ONNX Runtime's dynamic quantisation: each convolution is
 ``DynamicQuantizeLinear`` on its input, ``ConvInteger`` with uint8 weights, a ``Cast`` to float,
 and a ``Mul`` by the product of the two scales. ONNX Runtime's ``ConvInteger`` kernels are slower
-than its float ones on these CPUs (the shared exports run 10 to 19% faster dequantised,
-``docs/benchmarks.md``); with its weights dequantised (``(w - zero_point) * scale``) into a plain
+than its float ones on these CPUs (the shared exports ran up to 19% faster dequantised,
+``docs/benchmarks.md``, ``docs/vision.md``); with its weights dequantised (``(w - zero_point) * scale``) into a plain
 ``Conv``, the network is the same but for the rounding of activations, and runs at full-precision
 speed. The class names and other metadata are kept. Weights quantised per channel or per tensor
 are both handled.
